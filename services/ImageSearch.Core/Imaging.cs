@@ -1,0 +1,43 @@
+namespace ImageSearch.Core;
+
+/// <summary>Limits applied before and during decoding; checked on the header, before pixels are allocated.</summary>
+public sealed record DecodeLimits(long MaxBytes = 64L * 1024 * 1024, long MaxPixels = 100_000_000)
+{
+    public static DecodeLimits Default { get; } = new();
+}
+
+/// <summary>What the header of an image says, after EXIF orientation is taken into account.</summary>
+public sealed record ImageInfo(int Width, int Height, string Format, int Bands);
+
+/// <summary>Packed 8-bit RGB pixels, row-major, no padding (length = Width * Height * 3).</summary>
+public sealed record RgbImage(int Width, int Height, byte[] Pixels);
+
+/// <summary>
+/// A decoded view of an image prepared for a model: the (optionally box-cropped) image resized to
+/// <see cref="RgbImage.Width"/> x <see cref="RgbImage.Height"/>, plus the original's size.
+/// </summary>
+public sealed record PreparedImage(RgbImage Pixels, ImageInfo Original, BoundingBox? Region);
+
+/// <summary>Decodes untrusted image bytes. Implementations are thread-safe.</summary>
+public interface IImageDecoder
+{
+    /// <summary>Reads only the header (format, oriented size). Throws <see cref="InvalidImageException"/>.</summary>
+    ImageInfo ReadInfo(ReadOnlyMemory<byte> data, DecodeLimits? limits = null);
+
+    /// <summary>
+    /// Decodes with EXIF orientation applied, crops to <paramref name="region"/> (original-image
+    /// pixels, clamped to the image) and resizes the result to exactly
+    /// <paramref name="width"/> x <paramref name="height"/> (aspect ratio not kept, as the models expect).
+    /// Throws <see cref="InvalidImageException"/> for bad input.
+    /// </summary>
+    PreparedImage Prepare(ReadOnlyMemory<byte> data, int width, int height, BoundingBox? region = null, DecodeLimits? limits = null);
+
+    /// <summary>
+    /// Decodes with orientation applied and returns the whole image shrunk so its longer side is at
+    /// most <paramref name="maxSide"/> (never enlarged), as RGB pixels.
+    /// </summary>
+    RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);
+
+    /// <summary>A JPEG thumbnail whose longer side is at most <paramref name="maxSide"/>.</summary>
+    byte[] Thumbnail(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);
+}

@@ -1,0 +1,197 @@
+using System.Security.Cryptography;
+using ImageSearch.Contracts;
+using ImageSearch.Core;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace ImageSearch.Pipeline;
+
+/// <summary>
+/// The ingest worker's handler: reads a batch of added files, decodes them in parallel, embeds them
+/// in one model call and publishes ImageEmbedded (or ImageIngestionFailed with the reason). It
+/// writes nothing itself, so redelivery is harmless. Transient I/O errors propagate so the bus
+/// retries; a broken image is a permanent failure and is reported, never retried.
+/// </summary>
+public sealed partial class ImageAddedConsumer(
+    FolderLibrary library,
+    IImageDecoder decoder,
+    IEmbedder embedder,
+    IServiceProvider services,
+    IOptions<IngestOptions> ingestOptions,
+    IOptions<LibraryOptions> libraryOptions,
+    ILogger<ImageAddedConsumer> logger) : IConsumer<Batch<ImageAdded>>
+{
+    public async Task Consume(ConsumeContext<Batch<ImageAdded>> context)
+    {
+        // The last announcement of a path wins; duplicates in one batch are one piece of work.
+        var messages = context.Message
+            .Select(m => m.Message)
+            .GroupBy(m => m.Path, StringComparer.Ordinal)
+            .Select(g => g.Last())
+            .ToArray();
+        var store = services.GetService<IVectorStore>();
+        var items = new Item[messages.Length];
+        var threads = ingestOptions.Value.DecodeThreads is > 0 and var t ? t : Environment.ProcessorCount;
+        var model = embedder.Model;
+        await Parallel.ForAsync(0, messages.Length, new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = context.CancellationToken },
+            async (i, ct) => items[i] = await PrepareAsync(messages[i], store, model, ct).ConfigureAwait(false)).ConfigureAwait(false);
+
+        var toEmbed = items.Where(i => i.Prepared is not null).ToArray();
+        if (toEmbed.Length > 0)
+        {
+            var vectors = embedder.Embed(toEmbed.Select(i => i.Prepared!.Pixels).ToArray());
+            for (var k = 0; k < toEmbed.Length; k++)
+            {
+                toEmbed[k].Vector = vectors[k];
+            }
+        }
+
+        var embedded = new List<ImageEmbedded>();
+        var failed = new List<ImageIngestionFailed>();
+        var removed = new List<ImageRemoved>();
+        foreach (var item in items)
+        {
+            var m = item.Message;
+            if (item.Missing)
+            {
+                removed.Add(new ImageRemoved(m.Path));
+            }
+            else if (item.Failure is not null)
+            {
+                LogFailed(logger, m.Path, item.Failure);
+                failed.Add(new ImageIngestionFailed(m.Path, item.Failure, item.SizeBytes, item.ModifiedAt));
+            }
+            else
+            {
+                embedded.Add(new ImageEmbedded(m.Path, item.Id.Value, item.Vector!, model.Key, item.SizeBytes,
+                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt));
+            }
+        }
+
+        await PublishAsync(context, embedded).ConfigureAwait(false);
+        await PublishAsync(context, failed).ConfigureAwait(false);
+        await PublishAsync(context, removed).ConfigureAwait(false);
+    }
+
+    private async Task<Item> PrepareAsync(ImageAdded message, IVectorStore? store, EmbeddingModelInfo model, CancellationToken ct)
+    {
+        var item = new Item(message);
+        var file = library.Stat(message.Path);
+        if (file is null)
+        {
+            item.Missing = true;
+            return item;
+        }
+
+        item.SizeBytes = file.SizeBytes;
+        item.ModifiedAt = file.ModifiedAt;
+        var maxBytes = libraryOptions.Value.MaxFileBytes;
+        if (file.SizeBytes > maxBytes)
+        {
+            item.Failure = $"File is {file.SizeBytes:N0} bytes; the limit is {maxBytes:N0}.";
+            return item;
+        }
+
+        byte[] bytes;
+        try
+        {
+            bytes = await File.ReadAllBytesAsync(library.ToFull(message.Path), ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            item.Missing = true;
+            return item;
+        }
+
+        var hash = SHA256.HashData(bytes);
+        item.ContentHash = Convert.ToHexStringLower(hash);
+        item.Id = ImageId.FromContentHash(hash);
+        item.SizeBytes = bytes.Length;
+
+        // Same bytes already embedded (a copy, a rename, a redelivery): reuse the stored vector.
+        if (store is not null && await store.GetAsync(item.Id, ct).ConfigureAwait(false) is { } existing)
+        {
+            item.Vector = existing.Vector;
+            item.Width = existing.Payload.Width;
+            item.Height = existing.Payload.Height;
+            return item;
+        }
+
+        try
+        {
+            var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, new DecodeLimits(maxBytes));
+            item.Prepared = prepared;
+            item.Width = prepared.Original.Width;
+            item.Height = prepared.Original.Height;
+        }
+        catch (InvalidImageException ex)
+        {
+            item.Failure = ex.Message;
+        }
+
+        return item;
+    }
+
+    private static async Task PublishAsync<T>(ConsumeContext context, List<T> messages)
+        where T : class
+    {
+        if (messages.Count > 0)
+        {
+            await context.PublishBatch(messages, context.CancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot ingest {Path}: {Reason}")]
+    private static partial void LogFailed(ILogger logger, string path, string reason);
+
+    private sealed class Item(ImageAdded message)
+    {
+        public ImageAdded Message { get; } = message;
+
+        public bool Missing { get; set; }
+
+        public string? Failure { get; set; }
+
+        public long SizeBytes { get; set; } = message.SizeBytes;
+
+        public DateTimeOffset ModifiedAt { get; set; } = message.ModifiedAt;
+
+        public ImageId Id { get; set; }
+
+        public string? ContentHash { get; set; }
+
+        public int Width { get; set; }
+
+        public int Height { get; set; }
+
+        public PreparedImage? Prepared { get; set; }
+
+        public float[]? Vector { get; set; }
+    }
+}
+
+/// <summary>Batching and concurrency for <see cref="ImageAddedConsumer"/>, from <see cref="IngestOptions"/>.</summary>
+public sealed class ImageAddedConsumerDefinition : ConsumerDefinition<ImageAddedConsumer>
+{
+    private readonly IngestOptions options;
+
+    public ImageAddedConsumerDefinition(IOptions<IngestOptions> options)
+    {
+        this.options = options.Value;
+        EndpointName = "ingest";
+        ConcurrentMessageLimit = this.options.BatchSize * this.options.ConcurrentBatches;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<ImageAddedConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.PrefetchCount = options.BatchSize * options.ConcurrentBatches;
+        endpointConfigurator.UseMessageRetry(r => r.Exponential(5, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+        consumerConfigurator.Options<BatchOptions>(b => b
+            .SetMessageLimit(options.BatchSize)
+            .SetTimeLimit(options.BatchWait)
+            .SetConcurrencyLimit(options.ConcurrentBatches));
+    }
+}

@@ -1,0 +1,65 @@
+using ImageSearch.Contracts;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace ImageSearch.Pipeline;
+
+/// <summary>Stores embeddings, in batches so that one durable commit covers many images.</summary>
+public sealed class ImageEmbeddedConsumer(LibraryIndexer indexer) : IConsumer<Batch<ImageEmbedded>>
+{
+    public Task Consume(ConsumeContext<Batch<ImageEmbedded>> context) =>
+        indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken);
+}
+
+/// <summary>Records a permanent ingestion failure with its reason.</summary>
+public sealed class ImageIngestionFailedConsumer(LibraryIndexer indexer) : IConsumer<ImageIngestionFailed>
+{
+    public Task Consume(ConsumeContext<ImageIngestionFailed> context) =>
+        indexer.ApplyFailedAsync(context.Message, context.CancellationToken);
+}
+
+/// <summary>Forgets a removed file and deletes its image when no other file holds it.</summary>
+public sealed class ImageRemovedConsumer(LibraryIndexer indexer) : IConsumer<ImageRemoved>
+{
+    public Task Consume(ConsumeContext<ImageRemoved> context) =>
+        indexer.ApplyRemovedAsync(context.Message.Path, context.CancellationToken);
+}
+
+/// <summary>All indexer consumers share the "indexer" endpoint (one queue where the store lives).</summary>
+public sealed class ImageEmbeddedConsumerDefinition : ConsumerDefinition<ImageEmbeddedConsumer>
+{
+    private readonly IngestOptions options;
+
+    public ImageEmbeddedConsumerDefinition(IOptions<IngestOptions> options)
+    {
+        this.options = options.Value;
+        EndpointName = "indexer";
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<ImageEmbeddedConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        var limit = Math.Max(64, options.BatchSize * options.ConcurrentBatches);
+        endpointConfigurator.PrefetchCount = limit;
+        endpointConfigurator.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+        consumerConfigurator.Options<BatchOptions>(b => b.SetMessageLimit(limit).SetTimeLimit(options.BatchWait).SetConcurrencyLimit(1));
+    }
+}
+
+public sealed class ImageIngestionFailedConsumerDefinition : ConsumerDefinition<ImageIngestionFailedConsumer>
+{
+    public ImageIngestionFailedConsumerDefinition() => EndpointName = "indexer";
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<ImageIngestionFailedConsumer> consumerConfigurator, IRegistrationContext context) =>
+        endpointConfigurator.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+}
+
+public sealed class ImageRemovedConsumerDefinition : ConsumerDefinition<ImageRemovedConsumer>
+{
+    public ImageRemovedConsumerDefinition() => EndpointName = "indexer";
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<ImageRemovedConsumer> consumerConfigurator, IRegistrationContext context) =>
+        endpointConfigurator.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+}

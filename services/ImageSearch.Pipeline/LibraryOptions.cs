@@ -1,0 +1,54 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace ImageSearch.Pipeline;
+
+/// <summary>The image library: the folder (or mounted bucket) that is watched and indexed. Section "Library".</summary>
+public sealed class LibraryOptions
+{
+    public const string Section = "Library";
+
+    /// <summary>Root folder of the library. Paths in messages and results are relative to it.</summary>
+    [Required]
+    public string Root { get; set; } = "";
+
+    /// <summary>Follow changes with a file watcher after the initial scan.</summary>
+    public bool Watch { get; set; } = true;
+
+    /// <summary>Full rescan interval: the fallback for changes a file watcher misses (network mounts, overflow).</summary>
+    [Range(typeof(TimeSpan), "00:00:05", "7.00:00:00")]
+    public TimeSpan RescanInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>A file must be unchanged for this long before it is ingested (it may still be being written).</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
+    public TimeSpan SettleTime { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>File extensions considered images (content is still sniffed when decoding).</summary>
+    [MinLength(1)]
+    public string[] Extensions { get; set; } = [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"];
+
+    /// <summary>Largest file accepted; bigger files are recorded as failed without being read.</summary>
+    [Range(1, long.MaxValue)]
+    public long MaxFileBytes { get; set; } = 64L * 1024 * 1024;
+}
+
+/// <summary>Ingestion tuning. Section "Ingest".</summary>
+public sealed class IngestOptions
+{
+    public const string Section = "Ingest";
+
+    /// <summary>Images per model call.</summary>
+    [Range(1, 512)]
+    public int BatchSize { get; set; } = 16;
+
+    /// <summary>How long a partial batch waits for more images.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:00:10")]
+    public TimeSpan BatchWait { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Batches in flight at once (one decodes while another runs the model).</summary>
+    [Range(1, 64)]
+    public int ConcurrentBatches { get; set; } = 2;
+
+    /// <summary>Threads decoding images within one batch; 0 = processor count.</summary>
+    [Range(0, 256)]
+    public int DecodeThreads { get; set; }
+}

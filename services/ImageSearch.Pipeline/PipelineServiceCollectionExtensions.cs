@@ -1,0 +1,78 @@
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace ImageSearch.Pipeline;
+
+/// <summary>Which parts of the pipeline a process hosts. The embedded mode hosts all of them.</summary>
+[Flags]
+public enum PipelineRoles
+{
+    None = 0,
+
+    /// <summary>Scans and watches the library and announces changes.</summary>
+    Watcher = 1,
+
+    /// <summary>Decodes and embeds added images.</summary>
+    Ingest = 2,
+
+    /// <summary>Owns the store: applies embeddings, failures and removals.</summary>
+    Indexer = 4,
+
+    /// <summary>Answers searches.</summary>
+    Query = 8,
+
+    All = Watcher | Ingest | Indexer | Query,
+}
+
+public static class PipelineServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the handlers for <paramref name="roles"/> and the bus. The same consumers run in every
+    /// hosting; only the transport differs (in-memory here). Adapters (decoder, embedder, store,
+    /// catalog) are registered by their own Add* extensions.
+    /// </summary>
+    public static IServiceCollection AddImageSearchPipeline(this IServiceCollection services, IConfiguration configuration, PipelineRoles roles)
+    {
+        services.AddOptions<LibraryOptions>().Bind(configuration.GetSection(LibraryOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IngestionProgress>();
+        services.TryAddSingleton<FolderLibrary>();
+
+        if (roles.HasFlag(PipelineRoles.Watcher))
+        {
+            services.TryAddSingleton<LibraryScanner>();
+            services.AddHostedService<LibraryWatcher>();
+        }
+
+        if (roles.HasFlag(PipelineRoles.Indexer))
+        {
+            services.TryAddSingleton<LibraryIndexer>();
+        }
+
+        if (roles.HasFlag(PipelineRoles.Query))
+        {
+            services.TryAddSingleton<SearchService>();
+        }
+
+        services.AddMassTransit(x =>
+        {
+            if (roles.HasFlag(PipelineRoles.Ingest))
+            {
+                x.AddConsumer<ImageAddedConsumer, ImageAddedConsumerDefinition>();
+            }
+
+            if (roles.HasFlag(PipelineRoles.Indexer))
+            {
+                x.AddConsumer<ImageEmbeddedConsumer, ImageEmbeddedConsumerDefinition>();
+                x.AddConsumer<ImageIngestionFailedConsumer, ImageIngestionFailedConsumerDefinition>();
+                x.AddConsumer<ImageRemovedConsumer, ImageRemovedConsumerDefinition>();
+            }
+
+            x.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+        });
+        return services;
+    }
+}

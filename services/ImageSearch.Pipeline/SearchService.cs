@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using ImageSearch.Core;
+
+namespace ImageSearch.Pipeline;
+
+/// <summary>A query: image bytes, an optional region of interest, how many hits.</summary>
+public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false);
+
+/// <summary>Hits plus where the time went.</summary>
+public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds);
+
+/// <summary>Search parameters validated in one place for every interface (HTTP, CLI).</summary>
+public static class SearchLimits
+{
+    public const int MaxTop = 1000;
+
+    public static int ValidateTop(int top) => top is >= 1 and <= MaxTop
+        ? top
+        : throw new ArgumentOutOfRangeException(nameof(top), top, $"top must be between 1 and {MaxTop}.");
+}
+
+/// <summary>
+/// Query by image: decode, crop to the box, embed, k-NN. Hosted wherever the store can be reached
+/// (the single process in embedded mode, the query service when distributed).
+/// </summary>
+public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVectorStore store)
+{
+    public EmbeddingModelInfo Model => embedder.Model;
+
+    public async Task<SearchResult> SearchAsync(ImageQuery query, CancellationToken ct = default)
+    {
+        var results = await SearchManyAsync([query], ct).ConfigureAwait(false);
+        return results[0];
+    }
+
+    /// <summary>Runs many queries with one model call per batch; decoding runs in parallel.</summary>
+    public async Task<IReadOnlyList<SearchResult>> SearchManyAsync(IReadOnlyList<ImageQuery> queries, CancellationToken ct = default)
+    {
+        foreach (var q in queries)
+        {
+            SearchLimits.ValidateTop(q.Top);
+        }
+
+        var model = embedder.Model;
+        var started = Stopwatch.GetTimestamp();
+        var prepared = new RgbImage[queries.Count];
+        Parallel.For(0, queries.Count, new ParallelOptions { CancellationToken = ct }, i =>
+            prepared[i] = decoder.Prepare(queries[i].Image, model.InputWidth, model.InputHeight, queries[i].Box).Pixels);
+        var vectors = embedder.Embed(prepared);
+        var embedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds / queries.Count;
+
+        var results = new SearchResult[queries.Count];
+        for (var i = 0; i < queries.Count; i++)
+        {
+            var t = Stopwatch.GetTimestamp();
+            var hits = await store.SearchAsync(vectors[i], new VectorQuery(queries[i].Top, queries[i].Exact), ct).ConfigureAwait(false);
+            results[i] = new SearchResult(hits, embedMs, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+        }
+
+        return results;
+    }
+
+    /// <summary>Images similar to an indexed one (itself excluded), or null when the id is unknown.</summary>
+    public async Task<SearchResult?> SearchByIdAsync(ImageId id, int top, bool exact = false, CancellationToken ct = default)
+    {
+        SearchLimits.ValidateTop(top);
+        if (await store.GetAsync(id, ct).ConfigureAwait(false) is not { } record)
+        {
+            return null;
+        }
+
+        var t = Stopwatch.GetTimestamp();
+        var hits = await store.SearchAsync(record.Vector, new VectorQuery(top + 1, exact), ct).ConfigureAwait(false);
+        var others = hits.Where(h => h.Id != id).Take(top).ToList();
+        return new SearchResult(others, 0, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+    }
+}
