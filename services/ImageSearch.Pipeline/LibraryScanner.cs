@@ -14,7 +14,7 @@ namespace ImageSearch.Pipeline;
 public sealed partial class LibraryScanner(
     FolderLibrary library,
     ICatalog catalog,
-    IPublishEndpoint publisher,
+    IBus publisher,
     IngestionProgress progress,
     ILogger<LibraryScanner> logger)
 {

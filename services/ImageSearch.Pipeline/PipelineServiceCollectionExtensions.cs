@@ -41,9 +41,9 @@ public static class PipelineServiceCollectionExtensions
         services.TryAddSingleton<IngestionProgress>();
         services.TryAddSingleton<FolderLibrary>();
 
+        services.TryAddSingleton<LibraryScanner>();
         if (roles.HasFlag(PipelineRoles.Watcher))
         {
-            services.TryAddSingleton<LibraryScanner>();
             services.AddHostedService<LibraryWatcher>();
         }
 

@@ -27,6 +27,9 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
 {
     public EmbeddingModelInfo Model => embedder.Model;
 
+    /// <summary>Validates a query image's header against limits (no pixel decoding). Throws <see cref="InvalidImageException"/>.</summary>
+    public ImageInfo CheckQueryImage(ReadOnlyMemory<byte> image, DecodeLimits limits) => decoder.ReadInfo(image, limits);
+
     public async Task<SearchResult> SearchAsync(ImageQuery query, CancellationToken ct = default)
     {
         var results = await SearchManyAsync([query], ct).ConfigureAwait(false);

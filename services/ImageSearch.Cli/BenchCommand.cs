@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using ImageSearch.Cli.Evaluation;
+using ImageSearch.Core;
+using ImageSearch.Pipeline;
+
+namespace ImageSearch.Cli;
+
+/// <summary>
+/// <c>bench</c>: the embedded pipeline's speed on this machine for one model: raw model throughput
+/// (pre-made tensors, best batch size), decode+preprocess throughput, end-to-end indexing of a
+/// gallery and its ratio to the raw model, single-query search latency, and peak memory.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Option<string>("--bench") { Description = "Benchmark folder (gallery/ and instance.tsv).", DefaultValueFactory = _ => "bench-dev" };
+        var queries = new Option<int>("--queries") { Description = "Instance queries timed for search latency.", DefaultValueFactory = _ => 200 };
+        var seconds = new Option<double>("--seconds") { Description = "Time spent on each model batch size.", DefaultValueFactory = _ => 4 };
+        var command = new Command("bench", "Measure model, decode, indexing and search speed.");
+        command.Options.Add(bench);
+        command.Options.Add(queries);
+        command.Options.Add(seconds);
+        CliHost.AddCommon(command);
+        command.SetAction(async (parse, ct) =>
+        {
+            var root = parse.GetValue(bench)!;
+            var gallery = Path.Combine(root, "gallery");
+            if (!Directory.Exists(gallery))
+            {
+                await Console.Error.WriteLineAsync($"bench: '{gallery}' does not exist; build the benchmark with shared/bench/build.py.").ConfigureAwait(false);
+                return 2;
+            }
+
+            var files = Directory.GetFiles(gallery).Order(StringComparer.Ordinal).ToArray();
+            var db = Path.Combine(Path.GetTempPath(), "imagesearch-bench-" + Environment.ProcessId);
+            try
+            {
+                using var host = CliHost.Build(parse, gallery, db, PipelineRoles.Query);
+                var embedder = host.Service<IEmbedder>();
+                var decoder = host.Service<IImageDecoder>();
+                var model = embedder.Model;
+                Console.WriteLine($"model {model.Key} ({model.Dimensions}-d, {model.InputWidth}x{model.InputHeight}) on {embedder.Device}; {Environment.ProcessorCount} cores; gallery {files.Length} images");
+
+                var (bestBatch, modelRate) = MeasureModel(embedder, parse.GetValue(seconds), ct);
+                var decodeRate = MeasureDecode(decoder, files, model, ct);
+                host.Dispose();
+
+                var summary = await IndexCommand.RunAsync(parse, gallery, db, progress: false, ct).ConfigureAwait(false);
+                var indexRate = summary.Indexed / summary.Seconds;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"end-to-end indexing: {summary.Indexed} images in {summary.Seconds:F1} s = {indexRate:F1} images/s; ratio to raw model {indexRate / modelRate:F2}"));
+
+                var (p50, p99, knn50) = await MeasureSearchAsync(parse, root, gallery, db, parse.GetValue(queries), ct).ConfigureAwait(false);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"search (top 10, one query at a time, read+decode+embed+k-NN): p50 {p50:F1} ms, p99 {p99:F1} ms; k-NN alone p50 {knn50 * 1000:F0} us"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"peak memory (working set): {Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024):F0} MiB"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {model.Name} | {modelRate:F1} (batch {bestBatch}) | {decodeRate:F1} | {indexRate:F1} | {indexRate / modelRate:F2} | {p50:F1} / {p99:F1} | {Process.GetCurrentProcess().PeakWorkingSet64 / (1024 * 1024)} MiB |"));
+                return 0;
+            }
+            finally
+            {
+                if (Directory.Exists(db))
+                {
+                    Directory.Delete(db, recursive: true);
+                }
+            }
+        });
+        return command;
+    }
+
+    private static (int Batch, double Rate) MeasureModel(IEmbedder embedder, double seconds, CancellationToken ct)
+    {
+        var m = embedder.Model;
+        var rng = new Random(7);
+        var image = new byte[m.InputWidth * m.InputHeight * 3];
+        rng.NextBytes(image);
+        var best = (Batch: 0, Rate: 0.0);
+        foreach (var batch in new[] { 1, 8, 16, 32 })
+        {
+            ct.ThrowIfCancellationRequested();
+            var images = Enumerable.Range(0, batch).Select(_ => new RgbImage(m.InputWidth, m.InputHeight, image)).ToArray();
+            embedder.Embed(images); // warm-up: first runs allocate and pick kernels
+            var n = 0;
+            var t = Stopwatch.GetTimestamp();
+            while (Stopwatch.GetElapsedTime(t).TotalSeconds < seconds)
+            {
+                embedder.Embed(images);
+                n += batch;
+            }
+
+            var rate = n / Stopwatch.GetElapsedTime(t).TotalSeconds;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"raw model, batch {batch,2}: {rate:F1} images/s"));
+            if (rate > best.Rate)
+            {
+                best = (batch, rate);
+            }
+        }
+
+        return best;
+    }
+
+    private static double MeasureDecode(IImageDecoder decoder, string[] files, EmbeddingModelInfo m, CancellationToken ct)
+    {
+        var bytes = files.Select(File.ReadAllBytes).ToArray();
+        var t = Stopwatch.GetTimestamp();
+        Parallel.For(0, bytes.Length, new ParallelOptions { CancellationToken = ct }, i => decoder.Prepare(bytes[i], m.InputWidth, m.InputHeight));
+        var rate = bytes.Length / Stopwatch.GetElapsedTime(t).TotalSeconds;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"decode+preprocess to {m.InputWidth}x{m.InputHeight}: {rate:F1} images/s on {Environment.ProcessorCount} threads ({rate / Environment.ProcessorCount:F1} per thread)"));
+        return rate;
+    }
+
+    private static async Task<(double P50, double P99, double KnnP50)> MeasureSearchAsync(ParseResult parse, string root, string gallery, string db, int count, CancellationToken ct)
+    {
+        var set = BenchmarkSet.Load(root);
+        using var host = CliHost.Build(parse, gallery, db, PipelineRoles.Query);
+        await host.StartAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var search = host.Service<SearchService>();
+            var total = new List<double>();
+            var knn = new List<double>();
+            foreach (var q in set.Instance.Take(count))
+            {
+                var t = Stopwatch.GetTimestamp();
+                var bytes = await File.ReadAllBytesAsync(Path.Combine(root, q.QueryPath), ct).ConfigureAwait(false);
+                var box = string.IsNullOrEmpty(q.Box) ? (BoundingBox?)null : BoundingBox.Parse(q.Box);
+                var result = await search.SearchAsync(new ImageQuery(bytes, box, 10), ct).ConfigureAwait(false);
+                total.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                knn.Add(result.SearchMilliseconds);
+            }
+
+            total.Sort();
+            knn.Sort();
+            return (EvalCommand.Percentile(total, 0.5), EvalCommand.Percentile(total, 0.99), EvalCommand.Percentile(knn, 0.5));
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+using System.CommandLine;
+using System.Globalization;
+using ImageSearch.Core;
+using ImageSearch.Pipeline;
+using Microsoft.Extensions.Hosting;
+
+namespace ImageSearch.Cli;
+
+/// <summary><c>search IMAGE</c> and <c>search-batch --queries Q.tsv --out R.tsv</c>.</summary>
+internal static class SearchCommands
+{
+    private static readonly Option<int> Top = new("--top") { Description = "Hits per query.", DefaultValueFactory = _ => 10 };
+    private static readonly Option<bool> Exact = new("--exact") { Description = "Brute-force search instead of HNSW." };
+
+    public static Command CreateSearch()
+    {
+        var image = new Argument<string>("image") { Description = "Query image file." };
+        var box = new Option<string?>("--box") { Description = "Region of the query image to search for: x,y,w,h in its pixels." };
+        var command = new Command("search", "Find the images most similar to a query image.");
+        command.Arguments.Add(image);
+        command.Options.Add(box);
+        command.Options.Add(Top);
+        command.Options.Add(Exact);
+        CliHost.AddCommon(command);
+        command.SetAction(async (parse, ct) =>
+        {
+            var path = parse.GetValue(image)!;
+            if (!File.Exists(path))
+            {
+                return Fail($"search: query image '{path}' does not exist.");
+            }
+
+            BoundingBox? region = null;
+            if (parse.GetValue(box) is { } boxText)
+            {
+                try
+                {
+                    region = BoundingBox.Parse(boxText);
+                }
+                catch (FormatException e)
+                {
+                    return Fail("search: " + e.Message);
+                }
+            }
+
+            var top = parse.GetValue(Top);
+            if (top is < 1 or > SearchLimits.MaxTop)
+            {
+                return Fail($"search: --top must be between 1 and {SearchLimits.MaxTop}.");
+            }
+
+            using var host = OpenIndex(parse, out var error);
+            if (host is null)
+            {
+                return Fail(error!);
+            }
+
+            await host.StartAsync(ct).ConfigureAwait(false);
+            try
+            {
+                var bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false);
+                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact)), ct).ConfigureAwait(false);
+                var rank = 0;
+                foreach (var hit in result.Hits)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{++rank,3}  {hit.Score:F4}  {hit.Payload.Path}"));
+                }
+
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"({result.Hits.Count} hits; embed {result.EmbedMilliseconds:F0} ms, search {result.SearchMilliseconds:F1} ms)"));
+                return 0;
+            }
+            catch (InvalidImageException e)
+            {
+                return Fail($"search: cannot use '{path}': {e.Message}");
+            }
+            finally
+            {
+                await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        });
+        return command;
+    }
+
+    public static Command CreateSearchBatch()
+    {
+        var queries = new Option<string>("--queries") { Description = "TSV with header: query_id, query_path (relative to the TSV's folder), box (x,y,w,h or empty).", Required = true };
+        var output = new Option<string>("--out") { Description = "Results TSV: query_id, rank, image_id, score.", Required = true };
+        var format = new Option<string>("--format") { Description = "tsv (default) or seed ('Q12: a.jpg, b.jpg, ...').", DefaultValueFactory = _ => "tsv" };
+        format.AcceptOnlyFromAmong("tsv", "seed");
+        var command = new Command("search-batch", "Run many queries from a TSV file.");
+        command.Options.Add(queries);
+        command.Options.Add(output);
+        command.Options.Add(format);
+        command.Options.Add(Top);
+        command.Options.Add(Exact);
+        CliHost.AddCommon(command);
+        command.SetAction(async (parse, ct) =>
+        {
+            var qPath = parse.GetValue(queries)!;
+            if (!File.Exists(qPath))
+            {
+                return Fail($"search-batch: '{qPath}' does not exist.");
+            }
+
+            List<BatchQuery> list;
+            try
+            {
+                list = ReadQueries(qPath);
+            }
+            catch (FormatException e)
+            {
+                return Fail($"search-batch: {qPath}: {e.Message}");
+            }
+
+            using var host = OpenIndex(parse, out var error);
+            if (host is null)
+            {
+                return Fail(error!);
+            }
+
+            await host.StartAsync(ct).ConfigureAwait(false);
+            try
+            {
+                var results = await RunAsync(host.Service<SearchService>(), list, parse.GetValue(Top), parse.GetValue(Exact), ct).ConfigureAwait(false);
+                await WriteResultsAsync(parse.GetValue(output)!, parse.GetValue(format)!, list, results, ct).ConfigureAwait(false);
+                var failed = results.Count(r => r is null);
+                Console.Error.WriteLine($"{list.Count} queries, {failed} failed; results in {parse.GetValue(output)}");
+                return 0;
+            }
+            finally
+            {
+                await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        });
+        return command;
+    }
+
+    public sealed record BatchQuery(string Id, string Path, BoundingBox? Box);
+
+    /// <summary>Reads query_id, query_path, box by header name (extra columns are ignored).</summary>
+    public static List<BatchQuery> ReadQueries(string tsvPath)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(tsvPath))!;
+        var rows = Evaluation.Tsv.Read(tsvPath);
+        var list = new List<BatchQuery>(rows.Count);
+        var line = 1;
+        foreach (var r in rows)
+        {
+            line++;
+            if (!r.TryGetValue("query_id", out var id) || !r.TryGetValue("query_path", out var path) || id.Length == 0 || path.Length == 0)
+            {
+                throw new FormatException($"row {line}: needs query_id and query_path columns (header: query_id<TAB>query_path<TAB>box).");
+            }
+
+            BoundingBox? box = null;
+            if (r.TryGetValue("box", out var b) && !string.IsNullOrWhiteSpace(b))
+            {
+                try
+                {
+                    box = BoundingBox.Parse(b);
+                }
+                catch (FormatException e)
+                {
+                    throw new FormatException($"row {line}: {e.Message}", e);
+                }
+            }
+
+            list.Add(new BatchQuery(id, Path.Combine(folder, path), box));
+        }
+
+        return list;
+    }
+
+    /// <summary>Runs the queries in chunks (one model call each); a query that cannot be read or decoded gets null.</summary>
+    public static async Task<SearchResult?[]> RunAsync(SearchService search, IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct)
+    {
+        const int chunk = 32;
+        var results = new SearchResult?[queries.Count];
+        for (var start = 0; start < queries.Count; start += chunk)
+        {
+            var n = Math.Min(chunk, queries.Count - start);
+            var loaded = new List<(int Index, ImageQuery Query)>(n);
+            for (var i = start; i < start + n; i++)
+            {
+                try
+                {
+                    var bytes = await File.ReadAllBytesAsync(queries[i].Path, ct).ConfigureAwait(false);
+                    loaded.Add((i, new ImageQuery(bytes, queries[i].Box, top, exact)));
+                }
+                catch (IOException e)
+                {
+                    await Console.Error.WriteLineAsync($"query {queries[i].Id}: {e.Message}").ConfigureAwait(false);
+                }
+            }
+
+            try
+            {
+                var batch = await search.SearchManyAsync(loaded.Select(l => l.Query).ToList(), ct).ConfigureAwait(false);
+                for (var k = 0; k < loaded.Count; k++)
+                {
+                    results[loaded[k].Index] = batch[k];
+                }
+            }
+            catch (AggregateException)
+            {
+                // One bad image fails the whole chunk: redo it one query at a time to isolate it.
+                foreach (var (index, query) in loaded)
+                {
+                    try
+                    {
+                        results[index] = await search.SearchAsync(query, ct).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is InvalidImageException or AggregateException)
+                    {
+                        await Console.Error.WriteLineAsync($"query {queries[index].Id}: {e.InnerException?.Message ?? e.Message}").ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+
+        return results;
+    }
+
+    public static async Task WriteResultsAsync(string path, string format, IReadOnlyList<BatchQuery> queries, IReadOnlyList<SearchResult?> results, CancellationToken ct)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+
+        await using var writer = new StreamWriter(path);
+        if (format == "tsv")
+        {
+            await writer.WriteLineAsync("query_id\trank\timage_id\tscore".AsMemory(), ct).ConfigureAwait(false);
+        }
+
+        for (var i = 0; i < queries.Count; i++)
+        {
+            var hits = results[i]?.Hits ?? [];
+            if (format == "seed")
+            {
+                await writer.WriteLineAsync($"{queries[i].Id}: {string.Join(", ", hits.Select(h => h.Payload.Path))}".AsMemory(), ct).ConfigureAwait(false);
+                continue;
+            }
+
+            var rank = 0;
+            foreach (var h in hits)
+            {
+                await writer.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"{queries[i].Id}\t{++rank}\t{h.Payload.Path}\t{h.Score:F6}").AsMemory(), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Opens the index named by --db (or the last one indexed) for querying.</summary>
+    public static IHost? OpenIndex(ParseResult parse, out string? error)
+    {
+        var db = parse.GetValue(CliHost.Db) ?? CliHost.LastIndex();
+        error = null;
+        if (db is null || CliHost.RecordedLibrary(db) is not { } library)
+        {
+            error = db is null
+                ? "No index yet: run './imagesearch index <folder>' first, or pass --db <index folder>."
+                : $"'{db}' is not an index folder (run './imagesearch index <folder> --db {db}' first).";
+            return null;
+        }
+
+        return CliHost.Build(parse, library, db, PipelineRoles.Query);
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return 2;
+    }
+}

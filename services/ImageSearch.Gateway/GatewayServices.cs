@@ -1,0 +1,87 @@
+using System.ComponentModel.DataAnnotations;
+using ImageSearch.Core;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using BadHttpRequestException = Microsoft.AspNetCore.Http.BadHttpRequestException;
+
+namespace ImageSearch.Gateway;
+
+/// <summary>HTTP limits. Section "Http".</summary>
+public sealed class HttpOptions
+{
+    public const string Section = "Http";
+
+    /// <summary>Largest request body (a query image plus form fields).</summary>
+    [Range(1024, 1L << 31)]
+    public long MaxRequestBytes { get; set; } = 32L * 1024 * 1024;
+
+    /// <summary>Largest number of pixels a query image may declare (checked on the header, before decoding).</summary>
+    [Range(1, 1L << 34)]
+    public long MaxQueryPixels { get; set; } = 100_000_000;
+}
+
+public static class GatewayServices
+{
+    public static WebApplicationBuilder AddGatewayServices(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<HttpOptions>().Bind(builder.Configuration.GetSection(HttpOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        var maxBytes = builder.Configuration.GetSection(HttpOptions.Section).Get<HttpOptions>()?.MaxRequestBytes ?? new HttpOptions().MaxRequestBytes;
+        builder.Services.Configure<KestrelServerOptions>(o => o.Limits.MaxRequestBodySize = maxBytes);
+        builder.Services.Configure<FormOptions>(o =>
+        {
+            o.MultipartBodyLengthLimit = maxBytes;
+            o.ValueCountLimit = 64;
+        });
+        builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+        builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);
+        return builder;
+    }
+}
+
+/// <summary>
+/// Turns input errors that surface as exceptions (a broken image, an oversized body) into RFC 7807
+/// responses with a useful message. Anything else stays a 500 without internals.
+/// </summary>
+internal sealed class ProblemExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        (int status, string title, string detail)? mapped = exception switch
+        {
+            InvalidImageException e => (StatusFor(e.Kind), TitleFor(e.Kind), e.Message),
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } e => (413, "Request too large", e.Message),
+            BadHttpRequestException e => (e.StatusCode, "Bad request", e.Message),
+            InvalidDataException e => (400, "Malformed request", e.Message),
+            _ => ((int, string, string)?)null,
+        };
+        if (mapped is not { } m)
+        {
+            return false;
+        }
+
+        httpContext.Response.StatusCode = m.status;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            ProblemDetails = { Status = m.status, Title = m.title, Detail = m.detail },
+            Exception = exception,
+        }).ConfigureAwait(false);
+    }
+
+    internal static int StatusFor(ImageErrorKind kind) => kind switch
+    {
+        ImageErrorKind.UnsupportedFormat => StatusCodes.Status415UnsupportedMediaType,
+        ImageErrorKind.TooLarge => StatusCodes.Status413PayloadTooLarge,
+        _ => StatusCodes.Status400BadRequest,
+    };
+
+    private static string TitleFor(ImageErrorKind kind) => kind switch
+    {
+        ImageErrorKind.Empty => "Empty image",
+        ImageErrorKind.UnsupportedFormat => "Unsupported image format",
+        ImageErrorKind.TooLarge => "Image too large",
+        ImageErrorKind.InvalidBox => "Invalid box",
+        _ => "Corrupt image",
+    };
+}

@@ -1,0 +1,123 @@
+using System.Globalization;
+using ImageSearch.Core;
+using ImageSearch.Pipeline;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace ImageSearch.Gateway;
+
+/// <summary>One hit as the API returns it; URLs are relative to the gateway.</summary>
+public sealed record HitDto(string Id, float Score, string Path, int Width, int Height, long SizeBytes, DateTimeOffset AddedAt, string ImageUrl, string ThumbnailUrl)
+{
+    public static HitDto From(SearchHit h) => new(h.Id.Value, h.Score, h.Payload.Path, h.Payload.Width, h.Payload.Height,
+        h.Payload.SizeBytes, h.Payload.AddedAt, $"/api/images/{h.Id.Value}", $"/api/images/{h.Id.Value}/thumbnail");
+}
+
+public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits);
+
+/// <summary><c>POST /api/search</c> (multipart: image, box, top, exact) and <c>POST /api/search/by-id/{id}</c>.</summary>
+public static class SearchApi
+{
+    public const int DefaultTop = 10;
+
+    public static IEndpointRouteBuilder MapSearchApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/search").WithTags("Search");
+        group.MapPost("/", SearchAsync).DisableAntiforgery();
+        group.MapPost("/by-id/{id}", SearchByIdAsync);
+        return app;
+    }
+
+    internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchAsync(
+        HttpRequest request, SearchService search, IOptions<HttpOptions> options, CancellationToken ct)
+    {
+        if (!request.HasFormContentType)
+        {
+            return Problem(StatusCodes.Status415UnsupportedMediaType, "Expected multipart/form-data",
+                "Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact).");
+        }
+
+        var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
+        var file = form.Files.GetFile("image");
+        if (file is null || file.Length == 0)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Missing image", "The form has no non-empty file field named 'image'.");
+        }
+
+        var (box, top, exact, problem) = ParseQueryFields(form["box"], form["top"], form["exact"]);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var bytes = new byte[file.Length];
+        await using (var stream = file.OpenReadStream())
+        {
+            await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
+        }
+
+        // Header check first: a decompression bomb is refused before any pixel is allocated.
+        search.CheckQueryImage(bytes, new DecodeLimits(options.Value.MaxRequestBytes, options.Value.MaxQueryPixels));
+        var result = await search.SearchAsync(new ImageQuery(bytes, box, top, exact), ct).ConfigureAwait(false);
+        return TypedResults.Ok(ToResponse(search, top, box, result));
+    }
+
+    internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchByIdAsync(
+        string id, HttpRequest request, SearchService search, CancellationToken ct)
+    {
+        if (!ImageId.TryParse(id, out var imageId))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Invalid image id", $"'{id}' is not an image id (32 lowercase hex characters).");
+        }
+
+        var parsed = ParseQueryFields(default, request.Query["top"], request.Query["exact"]);
+        if (parsed.Problem is { } problem)
+        {
+            return problem;
+        }
+
+        var result = await search.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, ct).ConfigureAwait(false);
+        return result is null
+            ? Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.")
+            : TypedResults.Ok(ToResponse(search, parsed.Top, null, result));
+    }
+
+    private static (BoundingBox? Box, int Top, bool Exact, ProblemHttpResult? Problem) ParseQueryFields(
+        Microsoft.Extensions.Primitives.StringValues box, Microsoft.Extensions.Primitives.StringValues top, Microsoft.Extensions.Primitives.StringValues exact)
+    {
+        BoundingBox? parsedBox = null;
+        if (!string.IsNullOrWhiteSpace(box))
+        {
+            try
+            {
+                parsedBox = BoundingBox.Parse(box.ToString());
+            }
+            catch (FormatException e)
+            {
+                return (null, 0, false, Problem(StatusCodes.Status400BadRequest, "Invalid box", e.Message));
+            }
+        }
+
+        var parsedTop = DefaultTop;
+        if (!string.IsNullOrWhiteSpace(top) &&
+            (!int.TryParse(top, NumberStyles.Integer, CultureInfo.InvariantCulture, out parsedTop) || parsedTop < 1 || parsedTop > SearchLimits.MaxTop))
+        {
+            return (null, 0, false, Problem(StatusCodes.Status400BadRequest, "Invalid top", $"top must be an integer between 1 and {SearchLimits.MaxTop}; got '{top}'."));
+        }
+
+        var parsedExact = false;
+        if (!string.IsNullOrWhiteSpace(exact) && !bool.TryParse(exact, out parsedExact))
+        {
+            return (null, 0, false, Problem(StatusCodes.Status400BadRequest, "Invalid exact", $"exact must be true or false; got '{exact}'."));
+        }
+
+        return (parsedBox, parsedTop, parsedExact, null);
+    }
+
+    private static SearchResponse ToResponse(SearchService search, int top, BoundingBox? box, SearchResult result) =>
+        new(search.Model.Key, top, box?.ToString(), Math.Round(result.EmbedMilliseconds, 2), Math.Round(result.SearchMilliseconds, 3),
+            result.Hits.Select(HitDto.From).ToList());
+
+    internal static ProblemHttpResult Problem(int status, string title, string detail) =>
+        TypedResults.Problem(detail: detail, statusCode: status, title: title);
+}

@@ -1,0 +1,71 @@
+using System.ComponentModel.DataAnnotations;
+using ImageSearch.Core;
+using ImageSearch.Embedding;
+using ImageSearch.Imaging;
+using ImageSearch.Pipeline;
+using ImageSearch.VectorStore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace ImageSearch.Hosting;
+
+/// <summary>Where the index lives. Section "Index".</summary>
+public sealed class IndexOptions
+{
+    public const string Section = "Index";
+
+    /// <summary>
+    /// Root folder of the index. Each model (name, version and calibration) gets its own subfolder,
+    /// so changing the model builds a new index and never mixes vectors.
+    /// </summary>
+    [Required]
+    public string Directory { get; set; } = "";
+}
+
+public static class ImageSearchHosting
+{
+    /// <summary>
+    /// Adds the adapters (libvips decoder, ONNX Runtime embedder, embedded HNSW store and catalog)
+    /// and the pipeline roles this process hosts. Every deployable calls this one method.
+    /// </summary>
+    public static IHostApplicationBuilder AddImageSearch(this IHostApplicationBuilder builder, PipelineRoles roles)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+        services.AddOptions<IndexOptions>().Bind(configuration.GetSection(IndexOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddVipsImageDecoder();
+        services.AddOnnxEmbedder(configuration.GetSection(EmbeddingOptions.SectionName));
+        services.AddEmbeddedVectorStore();
+        services.AddOptions<EmbeddedStoreOptions>()
+            .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
+            .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
+                store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+        services.AddImageSearchPipeline(configuration, roles);
+        services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
+        return builder;
+    }
+
+    /// <summary>A file-system-safe folder name for a model key such as "inception-v3-mixed7@1+cal.0a1b".</summary>
+    public static string FolderName(EmbeddingModelInfo model) =>
+        string.Concat(model.Key.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '@' or '+' ? c : '_'));
+}
+
+/// <summary>Ready when the store opens and answers a count.</summary>
+internal sealed class IndexHealthCheck(IVectorStore store) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var count = await store.CountAsync(cancellationToken).ConfigureAwait(false);
+            return HealthCheckResult.Healthy($"{count} images indexed");
+        }
+        catch (Exception ex)
+        {
+            return HealthCheckResult.Unhealthy("The index cannot be read.", ex);
+        }
+    }
+}
