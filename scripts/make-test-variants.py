@@ -7,10 +7,13 @@ Every variant is named after its source photo so tests know the expected answer:
   <stem>.crop50.jpg                  centre crop keeping ~50% of the area
   <stem>.in-scene.jpg + .box         the photo scaled to 40% and pasted into another photo; .box = x,y,w,h
   broken-*.{jpg,png,webp,txt}        corrupt, truncated, zero-byte and non-image inputs
+  bomb-20000x20000.png               a valid, tiny PNG that declares 400 megapixels (a decompression bomb)
 """
 import io
 import os
+import struct
 import sys
+import zlib
 
 from PIL import Image
 
@@ -66,3 +69,17 @@ broken["broken-bitflip.jpg"] = bytes(flipped)
 for name, data in broken.items():
     with open(os.path.join(out, name), "wb") as f:
         f.write(data)
+
+
+def png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+# 20000 rows of (filter byte 0 + 20000 zero grey pixels), deflated: ~400 MB of pixels in ~400 KB.
+side = 20000
+z = zlib.compressobj(9)
+row = bytes(side + 1)
+idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+with open(os.path.join(out, f"bomb-{side}x{side}.png"), "wb") as f:
+    f.write(bomb)

@@ -201,7 +201,7 @@ internal static class SearchCommands
                     results[loaded[k].Index] = batch[k];
                 }
             }
-            catch (AggregateException)
+            catch (InvalidImageException)
             {
                 // One bad image fails the whole chunk: redo it one query at a time to isolate it.
                 foreach (var (index, query) in loaded)
@@ -210,9 +210,9 @@ internal static class SearchCommands
                     {
                         results[index] = await search.SearchAsync(query, ct).ConfigureAwait(false);
                     }
-                    catch (Exception e) when (e is InvalidImageException or AggregateException)
+                    catch (InvalidImageException e)
                     {
-                        await Console.Error.WriteLineAsync($"query {queries[index].Id}: {e.InnerException?.Message ?? e.Message}").ConfigureAwait(false);
+                        await Console.Error.WriteLineAsync($"query {queries[index].Id}: {e.Message}").ConfigureAwait(false);
                     }
                 }
             }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using ImageSearch.Core;
 
 namespace ImageSearch.Pipeline;
@@ -47,8 +48,16 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
         var model = embedder.Model;
         var started = Stopwatch.GetTimestamp();
         var prepared = new RgbImage[queries.Count];
-        Parallel.For(0, queries.Count, new ParallelOptions { CancellationToken = ct }, i =>
-            prepared[i] = decoder.Prepare(queries[i].Image, model.InputWidth, model.InputHeight, queries[i].Box).Pixels);
+        try
+        {
+            Parallel.For(0, queries.Count, new ParallelOptions { CancellationToken = ct }, i =>
+                prepared[i] = decoder.Prepare(queries[i].Image, model.InputWidth, model.InputHeight, queries[i].Box).Pixels);
+        }
+        catch (AggregateException e) when (e.InnerExceptions.OfType<InvalidImageException>().FirstOrDefault() is { } bad)
+        {
+            // Callers handle one kind of input error, whether they sent one query or many.
+            ExceptionDispatchInfo.Throw(bad);
+        }
         var vectors = embedder.Embed(prepared);
         var embedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds / queries.Count;
 

@@ -1,0 +1,191 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace ImageSearch.IntegrationTests;
+
+/// <summary>A gateway over a small library of real photos, started once for the read-only API tests.</summary>
+public sealed class IndexedGatewayFixture : IAsyncLifetime
+{
+    public const int LibrarySize = 17;
+
+    private readonly string root = Directory.CreateTempSubdirectory("gateway-").FullName;
+
+    internal GatewayProcess Gateway { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var library = TestPaths.MakeLibrary(root, LibrarySize - TestPaths.VariantSources.Length);
+        // Small limits so the oversized-request tests need little data.
+        Gateway = await GatewayProcess.StartAsync(library, Path.Combine(root, "db"), "--Http:MaxRequestBytes=4000000", "--Http:MaxQueryPixels=40000000").ConfigureAwait(false);
+        await Gateway.WaitUntilAsync(async () => (await Status(Gateway.Client).ConfigureAwait(false)).GetProperty("indexed").GetInt64() == LibrarySize,
+            $"{LibrarySize} images to be indexed").ConfigureAwait(false);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Gateway.DisposeAsync().ConfigureAwait(false);
+        Directory.Delete(root, recursive: true);
+    }
+
+    internal static async Task<JsonElement> Status(HttpClient client) =>
+        await client.GetFromJsonAsync<JsonElement>("api/status").ConfigureAwait(false);
+}
+
+public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixture<IndexedGatewayFixture>
+{
+    private HttpClient Client => fixture.Gateway.Client;
+
+    [Theory]
+    [InlineData("crop50.jpg")]
+    [InlineData("grey.jpg")]
+    [InlineData("exif6.jpg")]
+    [InlineData("webp")]
+    public async Task A_modified_copy_of_a_photo_finds_the_original_first(string variant)
+    {
+        foreach (var source in TestPaths.VariantSources)
+        {
+            var hits = await SearchAsync(Path.Combine(TestPaths.Variants, $"{source}.{variant}"));
+            Assert.Equal(source + ".jpg", hits[0].GetProperty("path").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task A_box_query_finds_the_photo_pasted_inside_a_scene()
+    {
+        foreach (var source in TestPaths.VariantSources)
+        {
+            var box = (await File.ReadAllTextAsync(Path.Combine(TestPaths.Variants, source + ".in-scene.box"))).Trim();
+            var hits = await SearchAsync(Path.Combine(TestPaths.Variants, source + ".in-scene.jpg"), box);
+            Assert.Equal(source + ".jpg", hits[0].GetProperty("path").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task Hits_carry_scores_in_descending_order_and_working_urls()
+    {
+        var hits = await SearchAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg"), top: 5);
+        Assert.Equal(5, hits.Count);
+        var scores = hits.Select(h => h.GetProperty("score").GetSingle()).ToList();
+        Assert.Equal(scores.OrderDescending(), scores);
+
+        var first = hits[0];
+        var original = await Client.GetAsync(first.GetProperty("imageUrl").GetString());
+        Assert.Equal(HttpStatusCode.OK, original.StatusCode);
+        Assert.Equal("image/jpeg", original.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(fixture.Gateway.Library, "outdoors-school2.jpg")), await original.Content.ReadAsByteArrayAsync());
+
+        var thumb = await Client.GetAsync(first.GetProperty("thumbnailUrl").GetString());
+        Assert.Equal(HttpStatusCode.OK, thumb.StatusCode);
+        Assert.Equal("image/jpeg", thumb.Content.Headers.ContentType?.MediaType);
+        var bytes = await thumb.Content.ReadAsByteArrayAsync();
+        Assert.True(bytes.Length > 1000 && bytes[0] == 0xFF && bytes[1] == 0xD8, "thumbnail is a JPEG");
+    }
+
+    [Fact]
+    public async Task Search_by_id_returns_similar_images_without_the_image_itself()
+    {
+        var hits = await SearchAsync(Path.Combine(TestPaths.Variants, "nature-flower-bed.crop50.jpg"));
+        var id = hits[0].GetProperty("id").GetString();
+        var response = await Client.PostAsync($"api/search/by-id/{id}?top=4", null);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var similar = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits").EnumerateArray().ToList();
+        Assert.Equal(4, similar.Count);
+        Assert.DoesNotContain(similar, h => h.GetProperty("id").GetString() == id);
+
+        await AssertProblemAsync(await Client.PostAsync($"api/search/by-id/{new string('0', 32)}", null), HttpStatusCode.NotFound, "No indexed image");
+        await AssertProblemAsync(await Client.PostAsync("api/search/by-id/not-an-id", null), HttpStatusCode.BadRequest, "not an image id");
+        await AssertProblemAsync(await Client.GetAsync("api/images/..%2f..%2fetc%2fpasswd"), HttpStatusCode.BadRequest, "not an image id");
+    }
+
+    [Fact]
+    public async Task Status_reports_the_model_and_the_counts()
+    {
+        var status = await IndexedGatewayFixture.Status(Client);
+        Assert.StartsWith("inception-v3-mixed7@", status.GetProperty("model").GetString(), StringComparison.Ordinal);
+        Assert.Equal("cpu", status.GetProperty("device").GetString());
+        Assert.Equal(IndexedGatewayFixture.LibrarySize, status.GetProperty("indexed").GetInt64());
+        Assert.Equal(IndexedGatewayFixture.LibrarySize, status.GetProperty("files").GetInt64());
+        Assert.Equal(0, status.GetProperty("failed").GetInt64());
+        Assert.Equal(HttpStatusCode.OK, (await Client.GetAsync("healthz")).StatusCode);
+    }
+
+    [Theory]
+    [InlineData("broken-zero.jpg", HttpStatusCode.BadRequest, "image")]
+    [InlineData("broken-text.jpg", HttpStatusCode.UnsupportedMediaType, "format")]
+    [InlineData("broken-html.png", HttpStatusCode.UnsupportedMediaType, "format")]
+    [InlineData("broken-truncated.jpg", HttpStatusCode.BadRequest, "")]
+    [InlineData("broken-truncated.png", HttpStatusCode.BadRequest, "")]
+    public async Task Broken_query_images_get_a_problem_response(string file, HttpStatusCode status, string detailContains)
+    {
+        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, file)), file);
+        await AssertProblemAsync(await Client.PostAsync("api/search", form), status, detailContains);
+    }
+
+    [Theory]
+    [InlineData("1,2,3", "four integers")]
+    [InlineData("0,0,-5,10", "width and height")]
+    [InlineData("5000,5000,10,10", "outside")]
+    public async Task A_bad_box_gets_400_with_the_reason(string box, string reason)
+    {
+        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        form.Add(new StringContent(box), "box");
+        await AssertProblemAsync(await Client.PostAsync("api/search", form), HttpStatusCode.BadRequest, reason);
+    }
+
+    [Fact]
+    public async Task Malformed_requests_get_problem_responses()
+    {
+        await AssertProblemAsync(await Client.PostAsync("api/search", new StringContent("{}", null, "application/json")), HttpStatusCode.UnsupportedMediaType, "multipart/form-data");
+        using var noImage = new MultipartFormDataContent { { new StringContent("5"), "top" } };
+        await AssertProblemAsync(await Client.PostAsync("api/search", noImage), HttpStatusCode.BadRequest, "'image'");
+        using var badTop = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        badTop.Add(new StringContent("0"), "top");
+        await AssertProblemAsync(await Client.PostAsync("api/search", badTop), HttpStatusCode.BadRequest, "top");
+    }
+
+    [Fact]
+    public async Task Oversized_bodies_and_decompression_bombs_get_413()
+    {
+        using var big = Form(new byte[5_000_000], "big.jpg");
+        var response = await Client.PostAsync("api/search", big);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+
+        using var bomb = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "bomb-20000x20000.png")), "bomb.png");
+        await AssertProblemAsync(await Client.PostAsync("api/search", bomb), HttpStatusCode.RequestEntityTooLarge, "pixels");
+    }
+
+    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10)
+    {
+        using var form = Form(await File.ReadAllBytesAsync(path), Path.GetFileName(path));
+        if (box is not null)
+        {
+            form.Add(new StringContent(box), "box");
+        }
+
+        form.Add(new StringContent(top.ToString(System.Globalization.CultureInfo.InvariantCulture)), "top");
+        var response = await Client.PostAsync("api/search", form);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        return JsonDocument.Parse(body).RootElement.GetProperty("hits").EnumerateArray().ToList();
+    }
+
+    private static MultipartFormDataContent Form(byte[] image, string name)
+    {
+        var content = new ByteArrayContent(image);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+        return new MultipartFormDataContent { { content, "image", name } };
+    }
+
+    private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string detailContains)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(status == response.StatusCode, $"expected {status}, got {response.StatusCode}: {body}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(body).RootElement;
+        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
+        var detail = problem.TryGetProperty("detail", out var d) ? d.GetString() ?? "" : "";
+        Assert.Contains(detailContains, detail, StringComparison.OrdinalIgnoreCase);
+    }
+}
