@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs, idempotently and only what is missing, everything ImageSearch needs:
 # Debian packages, pinned npm packages, the native HNSW shim, the exported ONNX models and their
-# calibration, and the .NET build. With --test also the test photos. When nothing is missing it
-# costs about a second. Usage: scripts/setup.sh [--test] [--quiet]
+# calibration, and the .NET build. With --test also the test photos; with --gpu also the
+# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu). When nothing is missing it costs about
+# a second. Usage: scripts/setup.sh [--test] [--gpu] [--quiet]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-want_test=0; quiet=0
+want_test=0; want_gpu=0; quiet=0
 for a in "$@"; do
   case $a in
     --test) want_test=1 ;;
+    --gpu) want_gpu=1 ;;
     --quiet) quiet=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
@@ -75,7 +77,27 @@ for m in "${models[@]}"; do
   fi
 done
 
-# 7. Test photos (real photos from a pinned Debian package).
+# 7. CUDA-enabled ONNX Runtime, on request: the onnxruntime-node core (built with CUDA) and the
+# ORT 1.29 CUDA provider libraries, side by side in one folder (ONNX Runtime loads providers from
+# the folder its core came from). Needs CUDA 13 and cuDNN 9 on the machine at run time.
+if [[ $want_gpu == 1 ]]; then
+  gpu_fp=$(fingerprint deploy/gpu/package-lock.json)
+  gpu_dir="$root/.cache/onnxruntime-gpu"
+  if ! stamp_ok gpu "$gpu_fp" || [[ ! -f "$gpu_dir/libonnxruntime.so" ]]; then
+    say "installing the CUDA-enabled ONNX Runtime (npm ci in deploy/gpu)"
+    (cd deploy/gpu && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    rm -rf "$gpu_dir"; mkdir -p "$gpu_dir"
+    cp deploy/gpu/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 "$gpu_dir/libonnxruntime.so"
+    for lib in libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so; do
+      found=$(find deploy/gpu/node_modules/com.github.asus4.onnxruntime.linux-x64-gpu -name "$lib" -print -quit)
+      [[ -n "$found" ]] || { echo "setup: $lib not found in the GPU package" >&2; exit 1; }
+      cp "$found" "$gpu_dir/"
+    done
+    stamp_set gpu "$gpu_fp"
+  fi
+fi
+
+# 8. Test photos (real photos from a pinned Debian package).
 if [[ $want_test == 1 ]]; then
   bash scripts/fetch-test-data.sh
 fi
