@@ -1,0 +1,483 @@
+// extern "C" shim over hnswlib::HierarchicalNSW<float> (Debian libhnswlib-dev 0.6.2, header-only)
+// for the managed ImageSearch.VectorStore.HnswIndex wrapper.
+//
+// Space: inner product. Vectors are unit length, so distance = 1 - dot = 1 - cosine.
+//
+// Error model: every entry point that can fail returns an hnsw_status code (0 = ok) and leaves a
+// message in a thread-local buffer read with hnsw_last_error(). No C++ exception ever crosses the
+// boundary: each body runs inside guard(), which catches everything.
+//
+// Thread-safety (what the managed side relies on):
+//   - hnsw_search, hnsw_label_state and hnsw_get_vector are const and may run concurrently with
+//     each other.
+//   - every other call mutates the graph and must not overlap with any other call on the same index
+//     (hnswlib's resize reallocates the arrays that searches read; the managed wrapper enforces this
+//     with a reader/writer lock).
+//
+// Fixes over the stock 0.6.2 header, applied here rather than by patching the system header:
+//   - searchKnn reads the shared member ef_; hnsw_search takes ef per call and calls
+//     searchBaseLayerST directly, so concurrent searches with different ef never race.
+//   - loading an index counts deletions onto an uninitialised num_deleted_, and a failed load
+//     leaves a graph whose destructor walks past its arrays; hnsw_load initialises both.
+//   - saveIndex writes through an unchecked std::ofstream (a full disk yields a silently truncated
+//     file); hnsw_save checks the written size and fsyncs.
+//   - loadIndex only checks the file size; hnsw_load also checks that the record layout matches the
+//     requested dimension and that every stored link points inside the graph, so a damaged file is
+//     reported instead of crashing a later search.
+
+#include <hnswlib/hnswlib.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+namespace {
+
+enum hnsw_status : int32_t {
+    HNSW_OK = 0,
+    HNSW_INVALID_ARGUMENT = 1,
+    HNSW_NOT_FOUND = 2,         // label not in the index
+    HNSW_CAPACITY = 3,          // index full: resize first
+    HNSW_ALREADY_EXISTS = 4,    // add without replace on an existing label
+    HNSW_ALREADY_DELETED = 5,   // mark_deleted on a deleted label
+    HNSW_NOT_DELETED = 6,       // unmark on a live label
+    HNSW_IO = 7,                // file could not be read or written
+    HNSW_CORRUPT = 8,           // file is not a valid index for this dimension
+    HNSW_OUT_OF_MEMORY = 9,
+    HNSW_INTERNAL = 10,         // any other exception thrown by hnswlib
+};
+
+// Thrown inside the shim to pick the status code; never leaves it.
+struct shim_error : std::runtime_error {
+    hnsw_status status;
+    shim_error(hnsw_status s, const std::string& message) : std::runtime_error(message), status(s) {}
+};
+
+thread_local std::string last_error;
+
+template <typename F>
+int32_t guard(F&& body) noexcept {
+    try {
+        body();
+        last_error.clear();
+        return HNSW_OK;
+    } catch (const shim_error& e) {
+        last_error = e.what();
+        return e.status;
+    } catch (const std::bad_alloc&) {
+        last_error = "out of memory";
+        return HNSW_OUT_OF_MEMORY;
+    } catch (const std::exception& e) {
+        // hnswlib reports "Not enough memory..." as runtime_error.
+        last_error = e.what();
+        return std::strstr(e.what(), "memory") != nullptr ? HNSW_OUT_OF_MEMORY : HNSW_INTERNAL;
+    } catch (...) {
+        last_error = "unknown native exception";
+        return HNSW_INTERNAL;
+    }
+}
+
+using Graph = hnswlib::HierarchicalNSW<float>;
+
+}  // namespace
+
+// Owns the space too: HierarchicalNSW keeps a pointer into it (the dimension used by the distance).
+struct hnsw_index {
+    std::unique_ptr<hnswlib::InnerProductSpace> space;
+    std::unique_ptr<Graph> graph;
+    size_t dim = 0;
+};
+
+namespace {
+
+void check_index(const hnsw_index* index) {
+    if (index == nullptr || !index->graph) throw shim_error(HNSW_INVALID_ARGUMENT, "index is null");
+}
+
+hnswlib::tableint internal_id(const Graph& g, uint64_t label) {
+    auto it = g.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+    if (it == g.label_lookup_.end()) throw shim_error(HNSW_NOT_FOUND, "label " + std::to_string(label) + " is not in the index");
+    return it->second;
+}
+
+// Bytes saveIndex writes for the graph as it is now (mirrors its field order).
+uint64_t expected_file_size(const Graph& g) {
+    uint64_t size = sizeof(g.offsetLevel0_) + sizeof(g.max_elements_) + sizeof(g.cur_element_count) +
+                    sizeof(g.size_data_per_element_) + sizeof(g.label_offset_) + sizeof(g.offsetData_) +
+                    sizeof(g.maxlevel_) + sizeof(g.enterpoint_node_) + sizeof(g.maxM_) + sizeof(g.maxM0_) +
+                    sizeof(g.M_) + sizeof(g.mult_) + sizeof(g.ef_construction_);
+    size += static_cast<uint64_t>(g.cur_element_count) * g.size_data_per_element_;
+    for (size_t i = 0; i < g.cur_element_count; i++) {
+        size += sizeof(unsigned int);
+        if (g.element_levels_[i] > 0) size += static_cast<uint64_t>(g.size_links_per_element_) * g.element_levels_[i];
+    }
+    return size;
+}
+
+void fsync_file(const char* path) {
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw shim_error(HNSW_IO, std::string("cannot open '") + path + "' to fsync: " + std::strerror(errno));
+    int rc = ::fsync(fd);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) throw shim_error(HNSW_IO, std::string("fsync '") + path + "' failed: " + std::strerror(err));
+}
+
+// Element count from a snapshot header (third size_t), bounded by what the file can hold, so a
+// damaged header cannot make loadIndex allocate for billions of elements.
+uint64_t read_element_count(const char* path) {
+    struct stat st {};
+    if (::stat(path, &st) != 0) throw shim_error(HNSW_IO, std::string("cannot stat '") + path + "': " + std::strerror(errno));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw shim_error(HNSW_IO, std::string("cannot open '") + path + "': " + std::strerror(errno));
+    uint64_t header[4] = {};
+    const ssize_t got = ::pread(fd, header, sizeof(header), 0);
+    ::close(fd);
+    if (got != static_cast<ssize_t>(sizeof(header))) throw shim_error(HNSW_CORRUPT, "snapshot is too short");
+    const uint64_t count = header[2];
+    const uint64_t record = header[3];  // size_data_per_element_
+    if (record == 0 || count > UINT32_MAX || count > static_cast<uint64_t>(st.st_size) / record)
+        throw shim_error(HNSW_CORRUPT, "snapshot header is inconsistent with its size");
+    return count;
+}
+
+// A loaded file passed loadIndex's size check; make sure it is also structurally sound for this
+// dimension before any search walks it (O(links), a few ms per 100k points).
+void validate_loaded(const Graph& g, size_t dim) {
+    const size_t n = g.cur_element_count;
+    if (g.label_offset_ < g.offsetData_ || g.label_offset_ - g.offsetData_ != dim * sizeof(float))
+        throw shim_error(HNSW_CORRUPT, "snapshot was built for another dimension");
+    if (g.size_data_per_element_ != g.size_links_level0_ + dim * sizeof(float) + sizeof(hnswlib::labeltype) ||
+        g.offsetData_ != g.size_links_level0_ || g.offsetLevel0_ != 0)
+        throw shim_error(HNSW_CORRUPT, "snapshot has an unexpected record layout");
+    if (g.M_ == 0 || g.maxM0_ != 2 * g.M_ || g.maxM_ != g.M_)
+        throw shim_error(HNSW_CORRUPT, "snapshot has inconsistent M parameters");
+    if (n > 0 && (g.enterpoint_node_ >= n || g.maxlevel_ < 0))
+        throw shim_error(HNSW_CORRUPT, "snapshot entry point is out of range");
+    if (g.label_lookup_.size() != n) throw shim_error(HNSW_CORRUPT, "snapshot holds duplicate labels");
+    for (size_t i = 0; i < n; i++) {
+        const int levels = g.element_levels_[i];
+        if (levels > g.maxlevel_) throw shim_error(HNSW_CORRUPT, "snapshot element level exceeds the graph's");
+        for (int level = 0; level <= levels; level++) {
+            hnswlib::linklistsizeint* list = g.get_linklist_at_level(static_cast<hnswlib::tableint>(i), level);
+            const size_t count = g.getListCount(list);
+            if (count > (level == 0 ? g.maxM0_ : g.maxM_)) throw shim_error(HNSW_CORRUPT, "snapshot link list is too long");
+            const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
+            for (size_t j = 0; j < count; j++) {
+                if (links[j] >= n) throw shim_error(HNSW_CORRUPT, "snapshot link points outside the graph");
+                if (level > g.element_levels_[links[j]]) throw shim_error(HNSW_CORRUPT, "snapshot link points to a missing level");
+            }
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Message of the last failed call on this thread ("" after a successful one). Valid until the
+// next shim call on the same thread.
+__attribute__((visibility("default"))) const char* hnsw_last_error(void) { return last_error.c_str(); }
+
+__attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t max_elements, uint64_t m,
+                                                          uint64_t ef_construction, uint64_t seed, hnsw_index** out) {
+    return guard([&] {
+        if (out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "out is null");
+        *out = nullptr;
+        if (dim <= 0) throw shim_error(HNSW_INVALID_ARGUMENT, "dim must be > 0");
+        if (max_elements == 0 || max_elements > UINT32_MAX)
+            throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be in 1..2^32-1 (hnswlib uses 32-bit internal ids)");
+        if (m < 2 || m > 10000) throw shim_error(HNSW_INVALID_ARGUMENT, "M must be in 2..10000");
+        auto index = std::make_unique<hnsw_index>();
+        index->dim = static_cast<size_t>(dim);
+        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->graph = std::make_unique<Graph>(index->space.get(), max_elements, m, ef_construction, seed);
+        *out = index.release();
+    });
+}
+
+// Loads a file written by hnsw_save. max_elements is the capacity wanted after loading (the
+// file's own capacity when smaller than its element count). The level generator is reseeded from
+// `seed` because the file does not store hnswlib's random state.
+__attribute__((visibility("default"))) int32_t hnsw_load(const char* path, int32_t dim, uint64_t max_elements,
+                                                        uint64_t seed, hnsw_index** out) {
+    return guard([&] {
+        if (out == nullptr || path == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "path and out are required");
+        *out = nullptr;
+        if (dim <= 0) throw shim_error(HNSW_INVALID_ARGUMENT, "dim must be > 0");
+        if (max_elements > UINT32_MAX) throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be < 2^32");
+        max_elements = std::max<uint64_t>(max_elements, read_element_count(path));
+
+        auto index = std::make_unique<hnsw_index>();
+        index->dim = static_cast<size_t>(dim);
+        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->graph = std::make_unique<Graph>(index->space.get());
+        Graph& graph = *index->graph;
+        // The bare constructor leaves these uninitialised, and the destructor frees them after a
+        // failed load; loadIndex also counts deletions onto num_deleted_ without zeroing it.
+        graph.num_deleted_ = 0;
+        graph.cur_element_count = 0;
+        graph.data_level0_memory_ = nullptr;
+        graph.linkLists_ = nullptr;
+        graph.visited_list_pool_ = nullptr;
+        try {
+            graph.loadIndex(path, index->space.get(), max_elements);
+        } catch (const std::exception& e) {
+            // loadIndex reads the element count before it sizes element_levels_; the destructor walks
+            // element_levels_ up to that count, so make the half-built graph safe to destroy.
+            if (graph.element_levels_.size() < graph.cur_element_count) graph.cur_element_count = 0;
+            throw shim_error(HNSW_CORRUPT, std::string("snapshot rejected: ") + e.what());
+        }
+        validate_loaded(graph, index->dim);
+        graph.metric_distance_computations = 0;
+        graph.metric_hops = 0;
+        graph.level_generator_.seed(seed);
+        graph.update_probability_generator_.seed(seed + 1);
+        *out = index.release();
+    });
+}
+
+// Writes the graph to `path` (replacing it), verifies the written size and fsyncs the file. The
+// caller makes it visible atomically (rename) and fsyncs the directory.
+__attribute__((visibility("default"))) int32_t hnsw_save(hnsw_index* index, const char* path) {
+    return guard([&] {
+        check_index(index);
+        if (path == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "path is null");
+        const uint64_t expected = expected_file_size(*index->graph);
+        index->graph->saveIndex(path);
+        struct stat st {};
+        if (::stat(path, &st) != 0) throw shim_error(HNSW_IO, std::string("cannot stat '") + path + "': " + std::strerror(errno));
+        if (static_cast<uint64_t>(st.st_size) != expected)
+            throw shim_error(HNSW_IO, "snapshot write was incomplete (disk full?): wrote " + std::to_string(st.st_size) +
+                                          " of " + std::to_string(expected) + " bytes");
+        fsync_file(path);
+    });
+}
+
+// Adds a point, or (replace != 0) overwrites the vector of an existing label in place through
+// hnswlib's updatePoint, which also clears a delete mark. Fails with HNSW_CAPACITY when a new
+// label does not fit: the caller resizes and retries.
+__attribute__((visibility("default"))) int32_t hnsw_add(hnsw_index* index, uint64_t label, const float* vec, int32_t replace) {
+    return guard([&] {
+        check_index(index);
+        if (vec == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "vector is null");
+        Graph& g = *index->graph;
+        const bool exists = g.label_lookup_.count(static_cast<hnswlib::labeltype>(label)) != 0;
+        if (exists && !replace) throw shim_error(HNSW_ALREADY_EXISTS, "label " + std::to_string(label) + " already exists");
+        if (!exists && g.cur_element_count >= g.max_elements_)
+            throw shim_error(HNSW_CAPACITY, "index is full (" + std::to_string(g.max_elements_) + " elements)");
+        g.addPoint(vec, static_cast<hnswlib::labeltype>(label));
+    });
+}
+
+// Adds `count` new points (vectors packed row after row) on up to `threads` threads, using
+// hnswlib's concurrent insertion as its Python bindings do (the graph then depends on thread
+// scheduling, and hnswlib draws node levels from an unsynchronised generator, which only perturbs
+// the level distribution; threads == 1 is deterministic). Checked before anything is added: every label is new and distinct, and they all
+// fit in capacity. A failure midway (out of memory) leaves the points added so far.
+__attribute__((visibility("default"))) int32_t hnsw_add_batch(hnsw_index* index, const uint64_t* labels, const float* vectors,
+                                                             uint64_t count, int32_t threads) {
+    return guard([&] {
+        check_index(index);
+        if (count == 0) return;
+        if (labels == nullptr || vectors == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "labels and vectors are required");
+        Graph& g = *index->graph;
+        if (count > g.max_elements_ - g.cur_element_count)
+            throw shim_error(HNSW_CAPACITY, "index is full (" + std::to_string(g.max_elements_) + " elements)");
+        std::unordered_set<uint64_t> seen;
+        seen.reserve(count);
+        for (uint64_t i = 0; i < count; i++) {
+            if (g.label_lookup_.count(static_cast<hnswlib::labeltype>(labels[i])) != 0 || !seen.insert(labels[i]).second)
+                throw shim_error(HNSW_ALREADY_EXISTS, "label " + std::to_string(labels[i]) + " already exists or repeats");
+        }
+
+        std::atomic<uint64_t> next{0};
+        std::atomic<bool> failed{false};
+        std::exception_ptr error;
+        std::mutex error_lock;
+        auto work = [&]() noexcept {
+            try {
+                for (uint64_t i = next++; i < count && !failed; i = next++)
+                    g.addPoint(vectors + i * index->dim, static_cast<hnswlib::labeltype>(labels[i]));
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_lock);
+                if (!error) error = std::current_exception();
+                failed = true;
+            }
+        };
+        const uint64_t workers = std::min<uint64_t>(count, static_cast<uint64_t>(std::max(threads, 1)));
+        std::vector<std::thread> pool;
+        try {
+            for (uint64_t w = 1; w < workers; w++) pool.emplace_back(work);
+        } catch (...) {
+            // Could not start a thread: stop the ones running (a joinable std::thread must never be destroyed).
+            failed = true;
+            for (auto& t : pool) t.join();
+            throw;
+        }
+        work();
+        for (auto& t : pool) t.join();
+        if (error) std::rethrow_exception(error);
+    });
+}
+
+// Copies the vector stored for `label` (deleted or not) into `out` (dim floats).
+__attribute__((visibility("default"))) int32_t hnsw_get_vector(const hnsw_index* index, uint64_t label, float* out) {
+    return guard([&] {
+        check_index(index);
+        if (out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "out is null");
+        const Graph& g = *index->graph;
+        std::memcpy(out, g.getDataByInternalId(internal_id(g, label)), index->dim * sizeof(float));
+    });
+}
+
+__attribute__((visibility("default"))) int32_t hnsw_mark_deleted(hnsw_index* index, uint64_t label) {
+    return guard([&] {
+        check_index(index);
+        Graph& g = *index->graph;
+        const hnswlib::tableint id = internal_id(g, label);
+        if (g.isMarkedDeleted(id)) throw shim_error(HNSW_ALREADY_DELETED, "label " + std::to_string(label) + " is already deleted");
+        g.markDeletedInternal(id);
+    });
+}
+
+__attribute__((visibility("default"))) int32_t hnsw_unmark_deleted(hnsw_index* index, uint64_t label) {
+    return guard([&] {
+        check_index(index);
+        Graph& g = *index->graph;
+        const hnswlib::tableint id = internal_id(g, label);
+        if (!g.isMarkedDeleted(id)) throw shim_error(HNSW_NOT_DELETED, "label " + std::to_string(label) + " is not deleted");
+        g.unmarkDeletedInternal(id);
+    });
+}
+
+// 0 = absent, 1 = live, 2 = marked deleted.
+__attribute__((visibility("default"))) int32_t hnsw_label_state(const hnsw_index* index, uint64_t label) {
+    if (index == nullptr || !index->graph) return 0;
+    const Graph& g = *index->graph;
+    auto it = g.label_lookup_.find(static_cast<hnswlib::labeltype>(label));
+    if (it == g.label_lookup_.end()) return 0;
+    return g.isMarkedDeleted(it->second) ? 2 : 1;
+}
+
+// k nearest live points, closest first. Same walk as HierarchicalNSW::searchKnn (greedy descent
+// through the upper layers, then a beam of max(ef, k) on layer 0) but with ef passed in, not read
+// from the shared ef_ member, and without the atomic metric counters that would make concurrent
+// searches contend on one cache line.
+__attribute__((visibility("default"))) int32_t hnsw_search(const hnsw_index* index, const float* query, uint64_t k, uint64_t ef,
+                                                          uint64_t* out_labels, float* out_dists, uint64_t* out_count) {
+    return guard([&] {
+        check_index(index);
+        if (query == nullptr || out_labels == nullptr || out_dists == nullptr || out_count == nullptr)
+            throw shim_error(HNSW_INVALID_ARGUMENT, "query and output buffers are required");
+        *out_count = 0;
+        if (k == 0) return;
+        const Graph& g = *index->graph;
+        if (g.cur_element_count == 0) return;
+
+        hnswlib::tableint current = g.enterpoint_node_;
+        float current_dist = g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
+        for (int level = g.maxlevel_; level > 0; level--) {
+            bool changed = true;
+            while (changed) {
+                changed = false;
+                hnswlib::linklistsizeint* list = g.get_linklist(current, level);
+                const size_t size = g.getListCount(list);
+                const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
+                for (size_t i = 0; i < size; i++) {
+                    const float d = g.fstdistfunc_(query, g.getDataByInternalId(links[i]), g.dist_func_param_);
+                    if (d < current_dist) {
+                        current_dist = d;
+                        current = links[i];
+                        changed = true;
+                    }
+                }
+            }
+        }
+
+        const size_t beam = static_cast<size_t>(std::max(ef, k));
+        auto top = g.num_deleted_ != 0 ? g.searchBaseLayerST<true>(current, query, beam)
+                                       : g.searchBaseLayerST<false>(current, query, beam);
+        while (top.size() > k) top.pop();
+        // The queue pops farthest first; fill the outputs from the back.
+        size_t n = top.size();
+        *out_count = n;
+        while (!top.empty()) {
+            n--;
+            out_dists[n] = top.top().first;
+            out_labels[n] = g.getExternalLabel(top.top().second);
+            top.pop();
+        }
+    });
+}
+
+// Elements held, deleted ones included (they still occupy capacity).
+__attribute__((visibility("default"))) uint64_t hnsw_count(const hnsw_index* index) {
+    return index != nullptr && index->graph ? index->graph->cur_element_count : 0;
+}
+
+__attribute__((visibility("default"))) uint64_t hnsw_deleted_count(const hnsw_index* index) {
+    return index != nullptr && index->graph ? index->graph->num_deleted_ : 0;
+}
+
+__attribute__((visibility("default"))) uint64_t hnsw_capacity(const hnsw_index* index) {
+    return index != nullptr && index->graph ? index->graph->max_elements_ : 0;
+}
+
+__attribute__((visibility("default"))) int32_t hnsw_resize(hnsw_index* index, uint64_t new_max_elements) {
+    return guard([&] {
+        check_index(index);
+        if (new_max_elements > UINT32_MAX) throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be < 2^32");
+        if (new_max_elements < index->graph->cur_element_count)
+            throw shim_error(HNSW_INVALID_ARGUMENT, "cannot shrink below the current element count");
+        index->graph->resizeIndex(new_max_elements);
+    });
+}
+
+__attribute__((visibility("default"))) void hnsw_free(hnsw_index* index) {
+    // Destructors do not throw (free/delete only).
+    delete index;
+}
+
+// fsync a file or directory by path: the managed side uses it to make a rename durable
+// (.NET has no API to fsync a directory).
+__attribute__((visibility("default"))) int32_t hnsw_fsync_path(const char* path) {
+    return guard([&] {
+        if (path == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "path is null");
+        fsync_file(path);
+    });
+}
+
+// Which distance kernel the header selected for this build and CPU, for diagnostics:
+// 0 = scalar, 1 = SSE, 2 = AVX, 3 = AVX-512 (see space_ip.h: chosen at compile time by -m flags,
+// then at run time by CPUID among the compiled ones).
+__attribute__((visibility("default"))) int32_t hnsw_simd_level(void) {
+#if defined(USE_AVX512)
+    if (AVX512Capable()) return 3;
+#endif
+#if defined(USE_AVX)
+    if (AVXCapable()) return 2;
+#endif
+#if defined(USE_SSE)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+}  // extern "C"
