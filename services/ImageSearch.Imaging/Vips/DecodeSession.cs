@@ -1,0 +1,422 @@
+using System.Buffers;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using ImageSearch.Core;
+
+namespace ImageSearch.Imaging.Vips;
+
+/// <summary>
+/// One decode of one input: pins the bytes, identifies the format, reads and checks the header, and
+/// builds libvips pipelines over it. Owns every VipsImage it creates; <see cref="Dispose"/> unrefs
+/// them all and only then unpins the bytes, because libvips reads the caller's buffer in place.
+/// Not thread-safe (one per call); libvips itself is, so sessions may run in parallel.
+/// </summary>
+internal sealed unsafe class DecodeSession : IDisposable
+{
+    /// <summary>
+    /// Loader options for every load. fail_on=error makes truncated or unreadable pixel data an error
+    /// when pixels are computed (libvips 8.14's default, none, returns grey or garbage instead), while
+    /// what libjpeg only warns about ("extraneous bytes before marker", damaged entropy-coded data),
+    /// which many real photos have, still decodes. (vips_thumbnail_buffer's own fail_on argument
+    /// is not passed on to the loader in 8.14: truncated files "succeed" through it.) Sequential access streams the decode top to bottom, so a big
+    /// image is never held in memory whole (nor spilled to a temporary file).
+    /// </summary>
+    private const string BaseOptions = "fail_on=error,access=sequential";
+
+    private readonly List<VipsImageHandle> images = [];
+    private readonly byte* data;
+    private readonly nuint length;
+    private MemoryHandle pin;
+    private AcceptedFormat format = null!;
+    private VipsImageHandle header = null!;
+    private bool partial;
+    private bool disposed;
+
+    private DecodeSession(ReadOnlyMemory<byte> bytes)
+    {
+        VipsRuntime.BeginDecode();
+        pin = bytes.Pin();
+        data = (byte*)pin.Pointer;
+        length = (nuint)bytes.Length;
+    }
+
+    /// <summary>Header facts with EXIF orientation applied.</summary>
+    public ImageInfo Info { get; private set; } = null!;
+
+    /// <summary>EXIF orientation 1..8 as libvips read it.</summary>
+    public int Orientation { get; private set; }
+
+    public int StoredWidth { get; private set; }
+
+    public int StoredHeight { get; private set; }
+
+    private static string AcceptedList => "JPEG, PNG, WebP, TIFF, GIF, HEIF/AVIF";
+
+    private string FormatLabel => format.Name.ToUpperInvariant();
+
+    /// <summary>
+    /// Checks size limits, identifies the format and reads the header; no pixels are decoded.
+    /// </summary>
+    /// <exception cref="InvalidImageException">Empty, too large, unsupported or unreadable input.</exception>
+    public static DecodeSession Open(ReadOnlyMemory<byte> bytes, DecodeLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        VipsRuntime.EnsureInitialized();
+        if (bytes.IsEmpty)
+        {
+            throw new InvalidImageException(ImageErrorKind.Empty, "The input is empty (0 bytes).");
+        }
+
+        if (bytes.Length > limits.MaxBytes)
+        {
+            throw new InvalidImageException(ImageErrorKind.TooLarge,
+                string.Create(CultureInfo.InvariantCulture, $"The input is {bytes.Length} bytes; the limit is {limits.MaxBytes}."));
+        }
+
+        var session = new DecodeSession(bytes);
+        try
+        {
+            session.ReadHeader(bytes.Span);
+            var pixels = (long)session.StoredWidth * session.StoredHeight;
+            if (pixels > limits.MaxPixels)
+            {
+                throw new InvalidImageException(ImageErrorKind.TooLarge, string.Create(CultureInfo.InvariantCulture,
+                    $"The {session.FormatLabel} image is {session.Info.Width}x{session.Info.Height} ({pixels} pixels); the limit is {limits.MaxPixels} pixels."));
+            }
+
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Builds (lazily) the pipeline for <paramref name="region"/> of the oriented image resized to
+    /// exactly <paramref name="width"/> x <paramref name="height"/>, upright, 8-bit sRGB, 3 bands.
+    /// </summary>
+    /// <param name="region">Box in the oriented image, already clamped to it.</param>
+    /// <param name="width">Output width.</param>
+    /// <param name="height">Output height.</param>
+    public VipsImageHandle Render(BoundingBox region, int width, int height)
+    {
+        var stored = ExifOrientation.ToStored(region, Orientation, StoredWidth, StoredHeight);
+        var swap = ExifOrientation.SwapsAxes(Orientation);
+        partial = stored != new BoundingBox(0, 0, StoredWidth, StoredHeight);
+        var image = LoadReduced(stored, swap ? height : width, swap ? width : height);
+
+        if (partial)
+        {
+            // Shrink-on-load scaled the whole image; scale the box the same way (the loaded size is
+            // rounded, so use the actual ratio, not the nominal factor).
+            var fx = (double)image.Width / StoredWidth;
+            var fy = (double)image.Height / StoredHeight;
+            var left = Math.Clamp((int)Math.Round(stored.X * fx), 0, image.Width - 1);
+            var top = Math.Clamp((int)Math.Round(stored.Y * fy), 0, image.Height - 1);
+            var right = Math.Clamp((int)Math.Round((stored.X + stored.Width) * fx), left + 1, image.Width);
+            var bottom = Math.Clamp((int)Math.Round((stored.Y + stored.Height) * fy), top + 1, image.Height);
+            image = Own(VipsNative.ExtractArea(image, out var cropped, left, top, right - left, bottom - top, IntPtr.Zero),
+                cropped, "cropping");
+        }
+
+        // The box is cropped in the stored frame; thumbnail_image reads the orientation the crop
+        // inherited, resizes to the (swapped) target and rotates only the small result upright.
+        image = Own(VipsNative.ThumbnailImage(image, out var resized, width, "height", height,
+            "size", VipsNative.SizeForce, "no_rotate", 0, IntPtr.Zero), resized, "resizing");
+        image = ToSrgb8(image);
+
+        if (image.Width != width || image.Height != height || image.Bands != 3)
+        {
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"libvips produced {image.Width}x{image.Height}x{image.Bands}, expected {width}x{height}x3."));
+        }
+
+        return image;
+    }
+
+    /// <summary>Computes the pipeline and copies its packed RGB pixels out.</summary>
+    public RgbImage ToRgb(VipsImageHandle image)
+    {
+        var (width, height) = (image.Width, image.Height);
+        var memory = VipsNative.ImageWriteToMemory(image, out var size);
+        if (memory == IntPtr.Zero)
+        {
+            throw Failure("decoding pixels");
+        }
+
+        try
+        {
+            var expected = (nuint)width * (nuint)height * 3;
+            if (size != expected)
+            {
+                throw new InvalidOperationException($"libvips wrote {size} bytes, expected {expected}.");
+            }
+
+            var pixels = GC.AllocateUninitializedArray<byte>((int)size);
+            new ReadOnlySpan<byte>((void*)memory, (int)size).CopyTo(pixels);
+            VerifyWholeImageIfPartial();
+            return new RgbImage(width, height, pixels);
+        }
+        finally
+        {
+            VipsNative.GFree(memory);
+        }
+    }
+
+    /// <summary>Computes the pipeline and encodes it as a baseline JPEG without metadata.</summary>
+    public byte[] ToJpeg(VipsImageHandle image, int quality)
+    {
+        // strip: the pixels are already upright, so a copied orientation tag would rotate them twice;
+        // it also keeps GPS and other EXIF out of thumbnails served over HTTP.
+        if (VipsNative.JpegSaveBuffer(image, out var buffer, out var size, "Q", quality, "strip", 1,
+                "optimize_coding", 1, IntPtr.Zero) != 0)
+        {
+            VipsNative.GFree(buffer);
+            throw Failure("decoding pixels");
+        }
+
+        try
+        {
+            VerifyWholeImageIfPartial();
+            return new ReadOnlySpan<byte>((void*)buffer, checked((int)size)).ToArray();
+        }
+        finally
+        {
+            VipsNative.GFree(buffer);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (disposed)
+        {
+            return;
+        }
+
+        disposed = true;
+        for (var i = images.Count - 1; i >= 0; i--)
+        {
+            images[i].Dispose();
+        }
+
+        images.Clear();
+        pin.Dispose();
+        VipsRuntime.EndDecode();
+    }
+
+    /// <summary>Identifies the format from the content and reads the header (lazily: no pixels).</summary>
+    private void ReadHeader(ReadOnlySpan<byte> bytes)
+    {
+        _ = VipsRuntime.TakeThreadWarning(); // left by an earlier call on this thread
+        var loaderName = VipsNative.ForeignFindLoadBuffer(data, length);
+        var loader = loaderName == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(loaderName);
+        var accepted = loader is null ? null : ImageFormats.Find(loader);
+        if (accepted is null)
+        {
+            var reason = VipsRuntime.TakeError();
+            if (ImageFormats.Sniff(bytes) is { } damaged)
+            {
+                // Starts like an accepted format, yet its loader did not claim it (a truncated TIFF
+                // fails libtiff's check and falls through to ImageMagick): a broken file, not a foreign one.
+                format = damaged;
+                throw new InvalidImageException(ImageErrorKind.Corrupt,
+                    $"Corrupt or unreadable {FormatLabel} image (reading the header failed): {reason ?? "its header is not valid"}");
+            }
+
+            throw new InvalidImageException(ImageErrorKind.UnsupportedFormat, loader is null
+                ? $"Not a recognised image format ({DescribeStart(bytes)}). Accepted: {AcceptedList}."
+                : $"The input is {ImageFormats.DescribeRefused(loader)}, which is not accepted. Accepted: {AcceptedList}.");
+        }
+
+        format = accepted;
+        header = Load(null, "reading the header");
+        StoredWidth = header.Width;
+        StoredHeight = header.Height;
+        Orientation = VipsNative.ImageGetOrientation(header);
+        var swap = ExifOrientation.SwapsAxes(Orientation);
+        Info = new ImageInfo(swap ? StoredHeight : StoredWidth, swap ? StoredWidth : StoredHeight, FormatName(), header.Bands);
+    }
+
+    /// <summary>
+    /// The largest libjpeg DCT shrink (8, 4, 2) that still leaves the region at least
+    /// <paramref name="margin"/> times the target size on both axes, so the final antialiased
+    /// reduce only ever shrinks. 1 when none does.
+    /// </summary>
+    internal static int JpegShrinkFactor(int regionWidth, int regionHeight, int targetWidth, int targetHeight, int margin)
+    {
+        foreach (var factor in (ReadOnlySpan<int>)[8, 4, 2])
+        {
+            if (regionWidth / factor >= (long)margin * targetWidth && regionHeight / factor >= (long)margin * targetHeight)
+            {
+                return factor;
+            }
+        }
+
+        return 1;
+    }
+
+    /// <summary>
+    /// Opens the image at the smallest size from which the region can still be resized DOWN to the
+    /// target: libjpeg DCT scaling or libwebp scaled decoding. Other formats load at full size.
+    /// </summary>
+    /// <remarks>
+    /// Margins, measured against a full-size decode on 30 real photos of 1.4 to 16 MP (mean absolute
+    /// difference of the 224/299 px result, 0..255): a whole JPEG loaded at just the target size
+    /// differs by about 1 and decodes up to twice as fast as with a 2x margin (0.3-0.5). A box, though,
+    /// is rounded to whole pixels of the reduced image, which misplaces its edges by up to half a
+    /// reduced pixel: with no margin that reached a mean of 2 and a worst photo of 10, so boxes keep a
+    /// 2x margin (0.5, worst 3.6; edges off by at most a quarter of an output pixel). WebP always
+    /// keeps 2x: its scaled decode saves little time (the VP8 data is decoded in full either way) and
+    /// this leaves the final filter to the same lanczos3 reduce as every other format.
+    /// </remarks>
+    private VipsImageHandle LoadReduced(BoundingBox region, int targetWidth, int targetHeight)
+    {
+        switch (format.Shrink)
+        {
+            case ShrinkOnLoad.JpegShrink:
+                var factor = JpegShrinkFactor(region.Width, region.Height, targetWidth, targetHeight, partial ? 2 : 1);
+                return factor == 1 ? header : Load(string.Create(CultureInfo.InvariantCulture, $"shrink={factor}"), "decoding at reduced size");
+
+            case ShrinkOnLoad.WebpScale:
+                var scale = 2 * Math.Max((double)targetWidth / region.Width, (double)targetHeight / region.Height);
+                return scale >= 1 ? header : Load(string.Create(CultureInfo.InvariantCulture, $"scale={scale:R}"), "decoding at reduced size");
+
+            default:
+                return header;
+        }
+    }
+
+    /// <summary>
+    /// After rendering a box, decodes the whole image once more (at the smallest size the format
+    /// allows, pixels discarded). A sequential decode stops below the box, so a box inside the intact
+    /// part of a truncated file would otherwise succeed: whether a file is corrupt must not depend on
+    /// the box asked for. Costs one extra, reduced, decode per boxed call, none for whole images.
+    /// </summary>
+    private void VerifyWholeImageIfPartial()
+    {
+        if (!partial)
+        {
+            return;
+        }
+
+        var image = format.Shrink == ShrinkOnLoad.JpegShrink ? Load("shrink=8", "decoding pixels") : Load(null, "decoding pixels");
+        if (VipsNative.Avg(image, out _, IntPtr.Zero) != 0)
+        {
+            throw Failure("decoding pixels");
+        }
+    }
+
+    private VipsImageHandle Load(string? extraOptions, string step)
+    {
+        var options = extraOptions is null ? $"[{BaseOptions}]" : $"[{BaseOptions},{extraOptions}]";
+        return Own(VipsNative.ImageNewFromBuffer(data, length, options, IntPtr.Zero), step);
+    }
+
+    /// <summary>
+    /// Converts whatever the resize produced (sRGB or B_W, 8 or 16 bit, CMYK, with or without alpha)
+    /// to 3-band 8-bit sRGB: colourspace to sRGB (grey is replicated), cast to 8 bits, alpha
+    /// flattened onto white.
+    /// </summary>
+    private VipsImageHandle ToSrgb8(VipsImageHandle image)
+    {
+        if (image.Interpretation != VipsNative.InterpretationSrgb && VipsNative.ColourspaceIsSupported(image) != 0)
+        {
+            image = Own(VipsNative.Colourspace(image, out var srgb, VipsNative.InterpretationSrgb, IntPtr.Zero), srgb, "converting to sRGB");
+        }
+
+        if (image.HasAlpha)
+        {
+            // flatten's max_alpha defaults to 65535 for RGB16/GREY16 and 255 otherwise, so the
+            // background must be white on the same scale.
+            var white = image.Interpretation is VipsNative.InterpretationRgb16 or VipsNative.InterpretationGrey16 ? 65535.0 : 255.0;
+            var background = stackalloc double[] { white, white, white, white };
+            var array = VipsNative.ArrayDoubleNew(background, Math.Max(1, image.Bands - 1));
+            try
+            {
+                image = Own(VipsNative.Flatten(image, out var flat, "background", array, IntPtr.Zero), flat, "flattening alpha");
+            }
+            finally
+            {
+                VipsNative.AreaUnref(array);
+            }
+        }
+
+        if (image.Format != VipsNative.FormatUChar)
+        {
+            image = Own(VipsNative.Cast(image, out var cast, VipsNative.FormatUChar, IntPtr.Zero), cast, "converting to 8 bits");
+        }
+
+        // Interpretations libvips cannot convert (e.g. multiband scientific TIFF): keep what looks
+        // like colour, and replicate a single band as grey.
+        if (image.Bands > 3)
+        {
+            image = Own(VipsNative.ExtractBand(image, out var first3, 0, "n", 3, IntPtr.Zero), first3, "selecting bands");
+        }
+        else if (image.Bands == 2)
+        {
+            image = Own(VipsNative.ExtractBand(image, out var first, 0, "n", 1, IntPtr.Zero), first, "selecting bands");
+        }
+
+        if (image.Bands == 1)
+        {
+            image = Own(VipsNative.CopyWithInterpretation(image, out var grey, "interpretation", VipsNative.InterpretationBW, IntPtr.Zero), grey, "converting to sRGB");
+            image = Own(VipsNative.Colourspace(image, out var rgb, VipsNative.InterpretationSrgb, IntPtr.Zero), rgb, "converting to sRGB");
+        }
+
+        return image;
+    }
+
+    private VipsImageHandle Own(int result, VipsImageHandle output, string step)
+    {
+        images.Add(output);
+        if (result != 0 || output.IsInvalid)
+        {
+            throw Failure(step);
+        }
+
+        return output;
+    }
+
+    private VipsImageHandle Own(VipsImageHandle output, string step) => Own(0, output, step);
+
+    private InvalidImageException Failure(string step)
+    {
+        var reason = VipsRuntime.TakeError() ?? VipsRuntime.TakeThreadWarning() ?? "libvips gave no details";
+        return new InvalidImageException(ImageErrorKind.Corrupt, $"Corrupt or unreadable {FormatLabel} image ({step} failed): {reason}");
+    }
+
+    private string FormatName()
+    {
+        // libheif reports the codec of the primary image: AVIF is HEIF with AV1.
+        if (format.Name == "heif" && VipsNative.ImageGetTypeof(header, "heif-compression") != 0
+            && VipsNative.ImageGetString(header, "heif-compression", out var compression) == 0
+            && Marshal.PtrToStringUTF8(compression) == "av1")
+        {
+            return "avif";
+        }
+
+        return format.Name;
+    }
+
+    /// <summary>The first bytes, as text when they look like text (HTML, JSON, an error page), else hex.</summary>
+    private static string DescribeStart(ReadOnlySpan<byte> bytes)
+    {
+        var head = bytes[..Math.Min(bytes.Length, 24)];
+        var printable = true;
+        foreach (var b in head)
+        {
+            printable &= b is >= 0x20 and < 0x7F or (byte)'\n' or (byte)'\r' or (byte)'\t';
+        }
+
+        if (printable)
+        {
+            var text = Encoding.ASCII.GetString(head).ReplaceLineEndings(" ").Trim();
+            return $"{bytes.Length} bytes starting with text \"{text}\"";
+        }
+
+        return $"{bytes.Length} bytes starting with {Convert.ToHexString(head[..Math.Min(head.Length, 12)])}";
+    }
+}
