@@ -1,0 +1,91 @@
+using System.Globalization;
+using System.Text.Json;
+using Xunit.Abstractions;
+
+namespace ImageSearch.Embedding.Tests;
+
+/// <summary>
+/// The real exported models: raw output against the reference the exporter computed with the
+/// original TF.js models (tests/fixtures/model-reference/NAME.json) on the same synthetic pattern
+/// images, and batch/single consistency. Needs models/NAME (written by `./imagesearch setup`);
+/// fails naming the missing file otherwise rather than skipping.
+/// </summary>
+public class ModelFidelityTests(ITestOutputHelper output)
+{
+    private static readonly string ModelsDirectory = Path.Combine(TestSupport.RepoRoot, "models");
+
+    private static void RequireFiles(params string[] paths)
+    {
+        foreach (var path in paths)
+        {
+            Assert.True(File.Exists(path), $"Missing {path}: run `./imagesearch setup` to export the models and their reference outputs.");
+        }
+    }
+
+    private static OnnxEmbedder Open(string model)
+    {
+        RequireFiles(Path.Combine(ModelsDirectory, model, "model.onnx"), Path.Combine(ModelsDirectory, model, "model.json"));
+        return new OnnxEmbedder(new EmbeddingOptions { ModelsDirectory = ModelsDirectory, Model = model, IntraOpThreads = 2 });
+    }
+
+    [Theory]
+    [InlineData("inception-v3-mixed7")]
+    [InlineData("mobilenet-v2-1.4")]
+    public void RawOutput_MatchesTheReference(string model)
+    {
+        var fixturePath = Path.Combine(TestSupport.RepoRoot, "tests", "fixtures", "model-reference", model + ".json");
+        RequireFiles(fixturePath);
+
+        using var fixture = JsonDocument.Parse(File.ReadAllBytes(fixturePath));
+        var seeds = fixture.RootElement.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("seed").GetInt32()).ToArray();
+        var expected = fixture.RootElement.GetProperty("outputs").EnumerateArray()
+            .Select(o => o.EnumerateArray().Select(v => v.GetSingle()).ToArray()).ToArray();
+        Assert.Equal(seeds.Length, expected.Length);
+
+        using var embedder = Open(model);
+        var info = embedder.RawModel;
+        var images = seeds.Select(seed => TestSupport.PatternImage(info.InputWidth, info.InputHeight, seed)).ToArray();
+
+        var actual = embedder.EmbedRaw(images);
+
+        for (var i = 0; i < seeds.Length; i++)
+        {
+            Assert.Equal(expected[i].Length, actual[i].Length);
+            var cosine = TestSupport.Cosine(actual[i], expected[i]);
+            var scale = expected[i].Max(Math.Abs);
+            var maxError = expected[i].Zip(actual[i], (e, a) => Math.Abs(e - a)).Max();
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{model} seed {seeds[i]}: cosine {cosine:F8}, max |error| {maxError:G3} (largest reference value {scale:G4})"));
+            Assert.True(cosine > 0.9999, string.Create(CultureInfo.InvariantCulture, $"{model} seed {seeds[i]}: cosine {cosine} <= 0.9999"));
+            // Float32 rounding differs between TF.js and ONNX Runtime kernels; the fixture keeps 6 significant digits.
+            Assert.True(maxError <= 1e-4 * scale, string.Create(CultureInfo.InvariantCulture,
+                $"{model} seed {seeds[i]}: max |error| {maxError} exceeds 1e-4 x {scale}"));
+        }
+    }
+
+    [Theory]
+    [InlineData("inception-v3-mixed7")]
+    [InlineData("mobilenet-v2-1.4")]
+    public void Batch_GivesTheSameUnitVectorsAsSingles(string model)
+    {
+        using var embedder = Open(model);
+        var info = embedder.RawModel;
+        var random = new Random(11);
+        var images = new[]
+        {
+            TestSupport.PatternImage(info.InputWidth, info.InputHeight, seed: 2),
+            TestSupport.RandomImage(info.InputWidth, info.InputHeight, random),
+            TestSupport.PatternImage(info.InputWidth, info.InputHeight, seed: 3),
+        };
+
+        var batch = embedder.Embed(images);
+
+        for (var i = 0; i < images.Length; i++)
+        {
+            var single = embedder.Embed([images[i]])[0];
+            Assert.Equal(1.0, TestSupport.Norm(batch[i]), 1e-5);
+            var maxDifference = single.Zip(batch[i], (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(maxDifference <= 1e-5, string.Create(CultureInfo.InvariantCulture, $"{model} image {i}: batch and single differ by {maxDifference}"));
+        }
+    }
+}
