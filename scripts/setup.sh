@@ -68,12 +68,16 @@ if [[ ! -f "$build_stamp" ]] || [[ -n "$(find services tests Directory.Build.pro
   touch "$build_stamp"
 fi
 
-# 6. Calibration (centring mean, whitening) learned once per model on photos outside the benchmarks.
+# 6. Calibration learned once per model on photos outside the benchmarks: centring plus
+# PCA-whitening to 512 dimensions (the choice is measured in docs/QUALITY.md).
+calibration_args=(--whiten --dims 512)
 for m in "${models[@]}"; do
-  if [[ ! -f models/$m/calibration.bin ]]; then
+  cal_fp=$(echo "${calibration_args[*]} $model_fp $(fingerprint tests/fixtures/calibration-photos.sha256)" | sha256sum | cut -c1-64)
+  if ! stamp_ok "calibration-$m" "$cal_fp" || [[ ! -f models/$m/calibration.bin ]]; then
     bash scripts/fetch-calibration.sh >/dev/null
     say "calibrating $m"
-    dotnet services/ImageSearch.Cli/bin/Release/net10.0/ImageSearch.Cli.dll calibrate --model "$m" --images .cache/calibration
+    dotnet services/ImageSearch.Cli/bin/Release/net10.0/ImageSearch.Cli.dll calibrate --model "$m" --images .cache/calibration "${calibration_args[@]}"
+    stamp_set "calibration-$m" "$cal_fp"
   fi
 done
 
