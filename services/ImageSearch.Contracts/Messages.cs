@@ -22,3 +22,12 @@ public sealed record ImageEmbedded(
 
 /// <summary>Event: a file could not be ingested for a reason retrying cannot fix.</summary>
 public sealed record ImageIngestionFailed(string Path, string Reason, long SizeBytes, DateTimeOffset ModifiedAt);
+
+/// <summary>Request: a page of the files the index knows, in path order after <see cref="After"/> (null: from the start).</summary>
+public sealed record ListLibraryFiles(string? After, int Limit);
+
+/// <summary>A file as the index last saw it (size and modification time decide whether it changed).</summary>
+public sealed record KnownFile(string Path, long SizeBytes, DateTimeOffset ModifiedAt);
+
+/// <summary>Response to <see cref="ListLibraryFiles"/>; <see cref="More"/> when another page follows.</summary>
+public sealed record LibraryFilesPage(IReadOnlyList<KnownFile> Files, bool More);

@@ -38,5 +38,8 @@ public interface ICatalog
 
     Task<IReadOnlyList<CatalogEntry>> ListAsync(FileState? state, int limit, CancellationToken cancellationToken = default);
 
+    /// <summary>Up to <paramref name="limit"/> entries in path order, after <paramref name="afterPath"/> (null: from the start).</summary>
+    Task<IReadOnlyList<CatalogEntry>> ListPageAsync(string? afterPath, int limit, CancellationToken cancellationToken = default);
+
     Task<CatalogCounts> CountsAsync(CancellationToken cancellationToken = default);
 }

@@ -1,12 +1,17 @@
-using ImageSearch.Gateway;
+using ImageSearch.Api;
 using ImageSearch.Hosting;
 using ImageSearch.Pipeline;
 using ImageSearch.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
-builder.AddImageSearch(PipelineRoles.All);
-builder.AddGatewayServices();
+builder.AddImageSearchApi();
+
+// Embedded mode hosts the whole pipeline; with Gateway:QueryServices set it only fans out.
+if (!ApiServices.IsRemote(builder.Configuration))
+{
+    builder.AddImageSearch(PipelineRoles.All);
+}
 
 var app = builder.Build();
 app.UseExceptionHandler();

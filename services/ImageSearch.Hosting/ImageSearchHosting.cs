@@ -35,16 +35,29 @@ public static class ImageSearchHosting
     {
         var services = builder.Services;
         var configuration = builder.Configuration;
-        services.AddOptions<IndexOptions>().Bind(configuration.GetSection(IndexOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
-        services.AddVipsImageDecoder();
-        services.AddOnnxEmbedder(configuration.GetSection(EmbeddingOptions.SectionName));
-        services.AddEmbeddedVectorStore();
-        services.AddOptions<EmbeddedStoreOptions>()
-            .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
-            .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
-                store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+        if (roles.HasFlag(PipelineRoles.Ingest) || roles.HasFlag(PipelineRoles.Query))
+        {
+            services.AddVipsImageDecoder();
+        }
+
+        // The indexer checks that embeddings come from its model, and the store is named after it.
+        if ((roles & (PipelineRoles.Ingest | PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
+        {
+            services.AddOnnxEmbedder(configuration.GetSection(EmbeddingOptions.SectionName));
+        }
+
+        if ((roles & (PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
+        {
+            services.AddOptions<IndexOptions>().Bind(configuration.GetSection(IndexOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+            services.AddEmbeddedVectorStore();
+            services.AddOptions<EmbeddedStoreOptions>()
+                .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
+                .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
+                    store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+            services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
+        }
+
         services.AddImageSearchPipeline(configuration, roles);
-        services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
         return builder;
     }
 

@@ -8,6 +8,12 @@ namespace ImageSearch.Pipeline;
 /// </summary>
 public sealed class IngestionProgress
 {
+    /// <summary>
+    /// Tracking is on only in a process that also settles files (hosts the indexer); a watcher on its
+    /// own would never see them settle, and status reads queue depths instead.
+    /// </summary>
+    public bool Enabled { get; set; } = true;
+
     private readonly ConcurrentDictionary<string, byte> pending = new(StringComparer.Ordinal);
     private long settled;
 
@@ -16,7 +22,13 @@ public sealed class IngestionProgress
     /// <summary>Files settled since start.</summary>
     public long Settled => Interlocked.Read(ref settled);
 
-    public void Announced(string path) => pending.TryAdd(path, 0);
+    public void Announced(string path)
+    {
+        if (Enabled)
+        {
+            pending.TryAdd(path, 0);
+        }
+    }
 
     public bool IsPending(string path) => pending.ContainsKey(path);
 

@@ -1,3 +1,4 @@
+using ImageSearch.Contracts;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -38,7 +39,9 @@ public static class PipelineServiceCollectionExtensions
         services.AddOptions<LibraryOptions>().Bind(configuration.GetSection(LibraryOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<IngestionProgress>();
+        services.TryAddSingleton(_ => new IngestionProgress { Enabled = roles.HasFlag(PipelineRoles.Indexer) });
+        services.AddOptions<BusOptions>().Bind(configuration.GetSection(BusOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        var bus = configuration.GetSection(BusOptions.Section).Get<BusOptions>() ?? new BusOptions();
         services.TryAddSingleton<FolderLibrary>();
 
         services.TryAddSingleton<LibraryScanner>();
@@ -69,9 +72,22 @@ public static class PipelineServiceCollectionExtensions
                 x.AddConsumer<ImageEmbeddedConsumer, ImageEmbeddedConsumerDefinition>();
                 x.AddConsumer<ImageIngestionFailedConsumer, ImageIngestionFailedConsumerDefinition>();
                 x.AddConsumer<ImageRemovedConsumer, ImageRemovedConsumerDefinition>();
+                x.AddConsumer<LibraryFilesConsumer>();
             }
 
-            x.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+            x.AddRequestClient<ListLibraryFiles>(RequestTimeout.After(s: 30));
+            if (bus.Transport == BusTransport.RabbitMq)
+            {
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    cfg.Host(new Uri(bus.RabbitMqUrl!));
+                    cfg.ConfigureEndpoints(context);
+                });
+            }
+            else
+            {
+                x.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+            }
         });
         return services;
     }

@@ -189,6 +189,28 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
         return Task.FromResult<IReadOnlyList<CatalogEntry>>(entries);
     }
 
+    public Task<IReadOnlyList<CatalogEntry>> ListPageAsync(string? afterPath, int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        cancellationToken.ThrowIfCancellationRequested();
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT path, image_id, state, reason, size_bytes, modified_at, updated_at FROM files
+            WHERE $after IS NULL OR path > $after ORDER BY path LIMIT $limit;
+            """;
+        command.Parameters.AddWithValue("$after", (object?)afterPath ?? DBNull.Value);
+        command.Parameters.AddWithValue("$limit", limit);
+        using var reader = command.ExecuteReader();
+        var entries = new List<CatalogEntry>();
+        while (reader.Read())
+        {
+            entries.Add(ReadEntry(reader));
+        }
+
+        return Task.FromResult<IReadOnlyList<CatalogEntry>>(entries);
+    }
+
     public Task<CatalogCounts> CountsAsync(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();

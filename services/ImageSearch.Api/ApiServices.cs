@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using BadHttpRequestException = Microsoft.AspNetCore.Http.BadHttpRequestException;
 
-namespace ImageSearch.Gateway;
+namespace ImageSearch.Api;
 
 /// <summary>HTTP limits. Section "Http".</summary>
 public sealed class HttpOptions
@@ -21,10 +21,38 @@ public sealed class HttpOptions
     public long MaxQueryPixels { get; set; } = 100_000_000;
 }
 
-public static class GatewayServices
+/// <summary>The distributed gateway's backends. Section "Gateway".</summary>
+public sealed class GatewayOptions
 {
-    public static WebApplicationBuilder AddGatewayServices(this WebApplicationBuilder builder)
+    public const string Section = "Gateway";
+
+    /// <summary>Base URLs of the query services to fan out to; empty = answer in this process (embedded mode).</summary>
+    public string[] QueryServices { get; set; } = [];
+
+    /// <summary>Time budget per backend call; a backend over it is left out and the answer marked partial.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00")]
+    public TimeSpan BackendTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+public static class ApiServices
+{
+    /// <summary>
+    /// HTTP limits, ProblemDetails mapping and the search backend: remote (fan-out) when
+    /// Gateway:QueryServices is set, in-process otherwise.
+    /// </summary>
+    public static WebApplicationBuilder AddImageSearchApi(this WebApplicationBuilder builder)
     {
+        builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        if (IsRemote(builder.Configuration))
+        {
+            builder.Services.AddHttpClient(RemoteSearchBackend.HttpClientName);
+            builder.Services.AddSingleton<ISearchBackend, RemoteSearchBackend>();
+        }
+        else
+        {
+            builder.Services.AddSingleton<ISearchBackend, LocalSearchBackend>();
+        }
+
         builder.Services.AddOptions<HttpOptions>().Bind(builder.Configuration.GetSection(HttpOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         var maxBytes = builder.Configuration.GetSection(HttpOptions.Section).Get<HttpOptions>()?.MaxRequestBytes ?? new HttpOptions().MaxRequestBytes;
         builder.Services.Configure<KestrelServerOptions>(o => o.Limits.MaxRequestBodySize = maxBytes);
@@ -37,6 +65,10 @@ public static class GatewayServices
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);
         return builder;
     }
+
+    /// <summary>True when this gateway fans out to query services instead of hosting the pipeline.</summary>
+    public static bool IsRemote(IConfiguration configuration) =>
+        configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>()?.QueryServices is { Length: > 0 };
 }
 
 /// <summary>
@@ -53,6 +85,8 @@ internal sealed class ProblemExceptionHandler(IProblemDetailsService problems) :
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } e => (413, "Request too large", e.Message),
             BadHttpRequestException e => (e.StatusCode, "Bad request", e.Message),
             InvalidDataException e => (400, "Malformed request", e.Message),
+            BackendProblemException e => (e.Status, e.Title, e.Message),
+            BackendUnavailableException e => (503, "Search backends unavailable", e.Message),
             _ => ((int, string, string)?)null,
         };
         if (mapped is not { } m)

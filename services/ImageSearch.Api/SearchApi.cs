@@ -2,9 +2,8 @@ using System.Globalization;
 using ImageSearch.Core;
 using ImageSearch.Pipeline;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.Extensions.Options;
 
-namespace ImageSearch.Gateway;
+namespace ImageSearch.Api;
 
 /// <summary>One hit as the API returns it; URLs are relative to the gateway.</summary>
 public sealed record HitDto(string Id, float Score, string Path, int Width, int Height, long SizeBytes, DateTimeOffset AddedAt, string ImageUrl, string ThumbnailUrl)
@@ -13,7 +12,8 @@ public sealed record HitDto(string Id, float Score, string Path, int Width, int 
         h.Payload.SizeBytes, h.Payload.AddedAt, $"/api/images/{h.Id.Value}", $"/api/images/{h.Id.Value}/thumbnail");
 }
 
-public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits);
+/// <summary>Search results. <see cref="Partial"/> when some backend failed or ran out of time; <see cref="Errors"/> says which.</summary>
+public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits, bool Partial = false, IReadOnlyList<string>? Errors = null);
 
 /// <summary><c>POST /api/search</c> (multipart: image, box, top, exact) and <c>POST /api/search/by-id/{id}</c>.</summary>
 public static class SearchApi
@@ -29,7 +29,7 @@ public static class SearchApi
     }
 
     internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchAsync(
-        HttpRequest request, SearchService search, IOptions<HttpOptions> options, CancellationToken ct)
+        HttpRequest request, ISearchBackend backend, CancellationToken ct)
     {
         if (!request.HasFormContentType)
         {
@@ -56,14 +56,11 @@ public static class SearchApi
             await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
         }
 
-        // Header check first: a decompression bomb is refused before any pixel is allocated.
-        search.CheckQueryImage(bytes, new DecodeLimits(options.Value.MaxRequestBytes, options.Value.MaxQueryPixels));
-        var result = await search.SearchAsync(new ImageQuery(bytes, box, top, exact), ct).ConfigureAwait(false);
-        return TypedResults.Ok(ToResponse(search, top, box, result));
+        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, ct).ConfigureAwait(false));
     }
 
     internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchByIdAsync(
-        string id, HttpRequest request, SearchService search, CancellationToken ct)
+        string id, HttpRequest request, ISearchBackend backend, CancellationToken ct)
     {
         if (!ImageId.TryParse(id, out var imageId))
         {
@@ -76,10 +73,10 @@ public static class SearchApi
             return problem;
         }
 
-        var result = await search.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, ct).ConfigureAwait(false);
+        var result = await backend.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, ct).ConfigureAwait(false);
         return result is null
             ? Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.")
-            : TypedResults.Ok(ToResponse(search, parsed.Top, null, result));
+            : TypedResults.Ok(result);
     }
 
     private static (BoundingBox? Box, int Top, bool Exact, ProblemHttpResult? Problem) ParseQueryFields(
@@ -113,10 +110,6 @@ public static class SearchApi
 
         return (parsedBox, parsedTop, parsedExact, null);
     }
-
-    private static SearchResponse ToResponse(SearchService search, int top, BoundingBox? box, SearchResult result) =>
-        new(search.Model.Key, top, box?.ToString(), Math.Round(result.EmbedMilliseconds, 2), Math.Round(result.SearchMilliseconds, 3),
-            result.Hits.Select(HitDto.From).ToList());
 
     internal static ProblemHttpResult Problem(int status, string title, string detail) =>
         TypedResults.Problem(detail: detail, statusCode: status, title: title);

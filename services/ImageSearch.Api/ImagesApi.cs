@@ -1,0 +1,66 @@
+using ImageSearch.Core;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace ImageSearch.Api;
+
+/// <summary><c>GET /api/images/{id}</c> (the original file) and <c>GET /api/images/{id}/thumbnail</c>.</summary>
+public static class ImagesApi
+{
+    private const int DefaultThumbnail = 256;
+    private const int MaxThumbnail = 1024;
+
+    public static IEndpointRouteBuilder MapImagesApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/images").WithTags("Images");
+        group.MapGet("/{id}", GetImageAsync);
+        group.MapGet("/{id}/thumbnail", GetThumbnailAsync);
+        return app;
+    }
+
+    internal static async Task<Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult>> GetImageAsync(
+        string id, ISearchBackend backend, CancellationToken ct)
+    {
+        if (!ImageId.TryParse(id, out var imageId))
+        {
+            return InvalidId(id);
+        }
+
+        return await backend.GetImageAsync(imageId, ct).ConfigureAwait(false) switch
+        {
+            { FilePath: { } path } image => TypedResults.PhysicalFile(path, image.ContentType, enableRangeProcessing: true),
+            { Bytes: { } bytes } image => TypedResults.File(bytes, image.ContentType),
+            _ => NotFound(id),
+        };
+    }
+
+    internal static async Task<Results<FileContentHttpResult, ProblemHttpResult>> GetThumbnailAsync(
+        string id, int? size, ISearchBackend backend, HttpContext http, CancellationToken ct)
+    {
+        var side = size ?? DefaultThumbnail;
+        if (side is < 16 or > MaxThumbnail)
+        {
+            return SearchApi.Problem(StatusCodes.Status400BadRequest, "Invalid size", $"size must be between 16 and {MaxThumbnail}.");
+        }
+
+        if (!ImageId.TryParse(id, out var imageId))
+        {
+            return InvalidId(id);
+        }
+
+        var jpeg = await backend.GetThumbnailAsync(imageId, side, ct).ConfigureAwait(false);
+        if (jpeg is null)
+        {
+            return NotFound(id);
+        }
+
+        // Ids are content hashes: the thumbnail of an id never changes.
+        http.Response.Headers.CacheControl = "public, max-age=31536000, immutable";
+        return TypedResults.File(jpeg, "image/jpeg");
+    }
+
+    private static ProblemHttpResult InvalidId(string id) =>
+        SearchApi.Problem(StatusCodes.Status400BadRequest, "Invalid image id", $"'{id}' is not an image id (32 lowercase hex characters).");
+
+    private static ProblemHttpResult NotFound(string id) =>
+        SearchApi.Problem(StatusCodes.Status404NotFound, "Image not found", $"No file of the library holds image {id}.");
+}

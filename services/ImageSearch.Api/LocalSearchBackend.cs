@@ -1,0 +1,83 @@
+using ImageSearch.Core;
+using ImageSearch.Pipeline;
+
+namespace ImageSearch.Api;
+
+/// <summary>Answers in this process: the embedded mode and the query service.</summary>
+public sealed class LocalSearchBackend(
+    SearchService search,
+    IVectorStore store,
+    ICatalog catalog,
+    IEmbedder embedder,
+    IImageDecoder decoder,
+    FolderLibrary library,
+    IngestionProgress progress,
+    IOptions<HttpOptions> httpOptions) : ISearchBackend
+{
+    private const int MaxFailuresListed = 100;
+
+    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, CancellationToken ct)
+    {
+        // Header check first: a decompression bomb is refused before any pixel is allocated.
+        var limits = httpOptions.Value;
+        search.CheckQueryImage(image, new DecodeLimits(limits.MaxRequestBytes, limits.MaxQueryPixels));
+        var result = await search.SearchAsync(new ImageQuery(image, box, top, exact), ct).ConfigureAwait(false);
+        return ToResponse(top, box, result);
+    }
+
+    public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct)
+    {
+        var result = await search.SearchByIdAsync(id, top, exact, ct).ConfigureAwait(false);
+        return result is null ? null : ToResponse(top, null, result);
+    }
+
+    public async Task<ImageContent?> GetImageAsync(ImageId id, CancellationToken ct)
+    {
+        var full = await ResolveAsync(id, ct).ConfigureAwait(false);
+        return full is null ? null : new ImageContent(full, null, ContentTypeFor(full));
+    }
+
+    public async Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct)
+    {
+        var full = await ResolveAsync(id, ct).ConfigureAwait(false);
+        if (full is null)
+        {
+            return null;
+        }
+
+        var bytes = await File.ReadAllBytesAsync(full, ct).ConfigureAwait(false);
+        return decoder.Thumbnail(bytes, size);
+    }
+
+    public async Task<StatusResponse> GetStatusAsync(CancellationToken ct)
+    {
+        var counts = await catalog.CountsAsync(ct).ConfigureAwait(false);
+        var failures = await catalog.ListAsync(FileState.Failed, MaxFailuresListed, ct).ConfigureAwait(false);
+        return new StatusResponse(embedder.Model.Key, embedder.Device, embedder.Model.Dimensions,
+            await store.CountAsync(ct).ConfigureAwait(false), counts.Files, counts.Failed, progress.Pending,
+            failures.Select(f => new FailureDto(f.Path, f.Reason, f.UpdatedAt)).ToList());
+    }
+
+    private async Task<string?> ResolveAsync(ImageId id, CancellationToken ct)
+    {
+        var rel = await catalog.FindPathAsync(id, ct).ConfigureAwait(false);
+        var full = rel is null ? null : library.ToFull(rel);
+        return full is not null && File.Exists(full) ? full : null;
+    }
+
+    private SearchResponse ToResponse(int top, BoundingBox? box, SearchResult result) =>
+        new(embedder.Model.Key, top, box?.ToString(), Math.Round(result.EmbedMilliseconds, 2), Math.Round(result.SearchMilliseconds, 3),
+            result.Hits.Select(HitDto.From).ToList());
+
+    internal static string ContentTypeFor(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".jpg" or ".jpeg" or ".jpe" => "image/jpeg",
+        ".png" => "image/png",
+        ".webp" => "image/webp",
+        ".gif" => "image/gif",
+        ".tif" or ".tiff" => "image/tiff",
+        ".heic" or ".heif" => "image/heif",
+        ".avif" => "image/avif",
+        _ => "application/octet-stream",
+    };
+}

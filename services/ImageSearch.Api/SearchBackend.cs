@@ -1,0 +1,38 @@
+using ImageSearch.Core;
+
+namespace ImageSearch.Api;
+
+/// <summary>An image to send back: a file on disk, or bytes fetched from elsewhere.</summary>
+public sealed record ImageContent(string? FilePath, byte[]? Bytes, string ContentType);
+
+/// <summary>
+/// What the HTTP API runs on. <see cref="LocalSearchBackend"/> answers in-process (the embedded
+/// mode and the query service); <see cref="RemoteSearchBackend"/> fans out to query services (the
+/// distributed gateway). Input validation happens once, in the API, before a backend is called.
+/// </summary>
+public interface ISearchBackend
+{
+    Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, CancellationToken ct);
+
+    /// <summary>Null when no backend knows the id.</summary>
+    Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct);
+
+    /// <summary>The original file, or null when no file of the library holds the image.</summary>
+    Task<ImageContent?> GetImageAsync(ImageId id, CancellationToken ct);
+
+    /// <summary>A JPEG thumbnail, or null when unknown.</summary>
+    Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct);
+
+    Task<StatusResponse> GetStatusAsync(CancellationToken ct);
+}
+
+/// <summary>A backend answered with an RFC 7807 problem (bad input): passed on to the client as it is.</summary>
+public sealed class BackendProblemException(int status, string title, string detail) : Exception(detail)
+{
+    public int Status { get; } = status;
+
+    public string Title { get; } = title;
+}
+
+/// <summary>No backend could answer (all down or over their time budget).</summary>
+public sealed class BackendUnavailableException(string message) : Exception(message);

@@ -1,0 +1,12 @@
+using ImageSearch.Hosting;
+using ImageSearch.Pipeline;
+using ImageSearch.ServiceDefaults;
+
+// A web host only for its health endpoints; the work happens in the bus consumers.
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults();
+builder.AddImageSearch(PipelineRoles.Watcher);
+
+var app = builder.Build();
+app.MapDefaultEndpoints();
+app.Run();
