@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The distributed topology as local processes on 127.0.0.1, the same services and settings as
+# docker-compose.yml (deploy/cluster.env): a private RabbitMQ broker, one query service (owning the
+# embedded index), N ingest workers, the watcher and the gateway.
+#   scripts/cluster.sh up --watch DIR [--workers N] [--port 8080] [--db DIR] [--state DIR]
+#   scripts/cluster.sh down [--state DIR]
+#   scripts/cluster.sh status [--state DIR]
+# `down` stops exactly what `up` started (pids recorded in the state folder) and the broker.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-}; [[ $# -gt 0 ]] && shift
+watch=""; workers=2; port=8080; db=""; state="$root/.cache/cluster"
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --watch) watch=${2:?}; shift 2 ;;
+    --workers) workers=${2:?}; shift 2 ;;
+    --port) port=${2:?}; shift 2 ;;
+    --db) db=${2:?}; shift 2 ;;
+    --state) state=${2:?}; shift 2 ;;
+    *) echo "cluster: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+bin() { echo "$root/services/ImageSearch.$1/bin/Release/net10.0/ImageSearch.$1.dll"; }
+broker() { "$root/scripts/rabbitmq.sh" "$1" --dir "$state/rabbitmq" --name "imagesearch-cluster" "${@:2}"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start() { # name, dll, args...
+  local name=$1 dll=$2; shift 2
+  nohup dotnet "$dll" "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$! $name" >>"$state/pids"
+}
+
+wait_healthy() { # url, name
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null "$1/healthz/live" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "cluster: $2 did not become healthy; see $state/logs/$2.log" >&2; tail -20 "$state/logs/$2.log" >&2; return 1
+}
+
+stop_all() {
+  if [[ -f "$state/pids" ]]; then
+    while read -r pid name; do kill "$pid" 2>/dev/null || true; done <"$state/pids"
+    for _ in $(seq 1 100); do
+      alive=0
+      while read -r pid name; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$state/pids"
+      [[ $alive == 0 ]] && break; sleep 0.1
+    done
+    while read -r pid name; do kill -9 "$pid" 2>/dev/null || true; done <"$state/pids"
+    rm -f "$state/pids"
+  fi
+  [[ -d "$state/rabbitmq" ]] && broker stop >/dev/null 2>&1 || true
+}
+
+case $cmd in
+  up)
+    [[ -n "$watch" ]] || { echo "cluster up: --watch <folder> is required" >&2; exit 2; }
+    [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "cluster up: --workers must be a positive number" >&2; exit 2; }
+    [[ -f "$state/pids" ]] && { echo "cluster: already up (state $state); run 'cluster down' first" >&2; exit 1; }
+    mkdir -p "$watch" "$state/logs"; watch=$(cd "$watch" && pwd)
+    [[ -n "$db" ]] || db="$(dirname "$watch")/$(basename "$watch").imagesearch-cluster"
+    "$root/scripts/setup.sh" --quiet
+    amqp=$(broker start --port 0 | head -1)
+    set -a; . "$root/deploy/cluster.env"; set +a
+    export Bus__RabbitMqUrl="$amqp" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
+    trap 'echo "cluster: start failed, stopping what started" >&2; stop_all' ERR
+    qport=$(free_port)
+    start query "$(bin Query)" --urls "http://127.0.0.1:$qport"
+    wait_healthy "http://127.0.0.1:$qport" query
+    for i in $(seq 1 "$workers"); do start "ingest-$i" "$(bin Ingest)" --urls "http://127.0.0.1:$(free_port)"; done
+    start watcher "$(bin Watcher)" --urls "http://127.0.0.1:$(free_port)"
+    start gateway "$(bin Gateway)" --urls "http://127.0.0.1:$port" --Gateway:QueryServices:0="http://127.0.0.1:$qport"
+    wait_healthy "http://127.0.0.1:$port" gateway
+    trap - ERR
+    echo "ImageSearch cluster: gateway http://127.0.0.1:$port/, query service :$qport, $workers ingest workers, broker $amqp"
+    echo "watching $watch, index in $db; logs in $state/logs; stop with ./imagesearch cluster down" ;;
+  down)
+    stop_all; echo "cluster: stopped" ;;
+  status)
+    [[ -f "$state/pids" ]] || { echo "cluster: not running"; exit 3; }
+    while read -r pid name; do
+      if kill -0 "$pid" 2>/dev/null; then echo "$name: running (pid $pid)"; else echo "$name: exited (pid $pid)"; fi
+    done <"$state/pids"
+    broker status >/dev/null && echo "rabbitmq: running" || echo "rabbitmq: stopped" ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
