@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace ImageSearch.IntegrationTests;
+
+/// <summary>
+/// The distributed topology started by <c>scripts/cluster.sh</c> (the same script as
+/// <c>./imagesearch cluster up</c>): a real RabbitMQ broker, a query service, three ingest workers,
+/// the watcher and the gateway, each a separate process on loopback.
+/// </summary>
+public sealed class DistributedTests : IAsyncLifetime
+{
+    private const int Photos = 24;
+    private readonly string root = Directory.CreateTempSubdirectory("cluster-").FullName;
+    private string library = "";
+    private string state = "";
+    private HttpClient client = null!;
+
+    public async Task InitializeAsync()
+    {
+        library = Directory.CreateDirectory(Path.Combine(root, "library")).FullName;
+        state = Path.Combine(root, "state");
+        foreach (var f in Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal).Take(Photos))
+        {
+            File.Copy(f, Path.Combine(library, Path.GetFileName(f)));
+        }
+
+        var port = TestPaths.FreePort();
+        var (code, stdout, stderr) = await RunScriptAsync("cluster.sh", "up", "--watch", library, "--workers", "3", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--db", Path.Combine(root, "db"), "--state", state).ConfigureAwait(false);
+        Assert.True(code == 0, $"cluster up failed:\n{stdout}\n{stderr}");
+        client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(1) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        client.Dispose();
+        await RunScriptAsync("cluster.sh", "down", "--state", state).ConfigureAwait(false);
+        Directory.Delete(root, recursive: true);
+    }
+
+    [Fact]
+    public async Task Photos_dropped_in_the_folder_become_searchable_exactly_once_through_the_gateway_despite_a_killed_worker_and_a_broker_restart()
+    {
+        // Everything present at start, ingested by three competing workers.
+        await WaitForAsync(s => s.Indexed == Photos && s.Files == Photos, $"{Photos} photos to be indexed");
+
+        // More photos arrive; while they are being ingested a worker dies hard and the broker restarts.
+        var more = Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal).Skip(Photos).Take(24).ToList();
+        foreach (var f in more)
+        {
+            File.Copy(f, Path.Combine(library, Path.GetFileName(f)));
+        }
+
+        KillWorker("ingest-1");
+        var (code, _, stderr) = await RunScriptAsync("rabbitmq.sh", "restart", "--dir", Path.Combine(state, "rabbitmq"), "--name", "imagesearch-cluster");
+        Assert.True(code == 0, stderr);
+
+        // Nothing lost, nothing twice: every file indexed once (ids are content hashes, so a
+        // redelivered message cannot add a second point), and each photo finds itself first.
+        var total = Photos + more.Count;
+        await WaitForAsync(s => s.Indexed == total && s.Files == total && s.Failed == 0, $"{total} photos to be indexed after the outage");
+        foreach (var f in more.Take(6).Concat(Directory.GetFiles(library).Order(StringComparer.Ordinal).Take(3)))
+        {
+            using var form = new MultipartFormDataContent { { new ByteArrayContent(await File.ReadAllBytesAsync(f)), "image", "q.jpg" } };
+            var hits = (await (await client.PostAsync("api/search", form)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits");
+            Assert.Equal(Path.GetFileName(f), hits[0].GetProperty("path").GetString());
+            Assert.Equal(hits.GetArrayLength(), hits.EnumerateArray().Select(h => h.GetProperty("id").GetString()).Distinct().Count());
+        }
+
+        // A corrupt file is reported with its reason and does not disturb the index.
+        await File.WriteAllBytesAsync(Path.Combine(library, "corrupt.jpg"), await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "broken-truncated.jpg")));
+        await WaitForAsync(s => s.Failed == 1, "the corrupt file to be reported");
+        var status = await client.GetFromJsonAsync<JsonElement>("api/status");
+        var failure = status.GetProperty("failures")[0];
+        Assert.Equal("corrupt.jpg", failure.GetProperty("path").GetString());
+        Assert.Contains("Corrupt", failure.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal(total, status.GetProperty("indexed").GetInt64());
+    }
+
+    private void KillWorker(string name)
+    {
+        foreach (var line in File.ReadAllLines(Path.Combine(state, "pids")))
+        {
+            var parts = line.Split(' ');
+            if (parts[1] == name)
+            {
+                using var p = Process.GetProcessById(int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture));
+                p.Kill(); // SIGKILL: no chance to finish or acknowledge the batch in hand.
+            }
+        }
+    }
+
+    private sealed record Counts(long Indexed, long Files, long Failed);
+
+    private async Task WaitForAsync(Func<Counts, bool> condition, string what)
+    {
+        // The deadline only bounds a broken run; no outcome depends on speed.
+        var deadline = DateTime.UtcNow.AddMinutes(5);
+        Counts? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                var s = await client.GetFromJsonAsync<JsonElement>("api/status").ConfigureAwait(false);
+                last = new Counts(s.GetProperty("indexed").GetInt64(), s.GetProperty("files").GetInt64(), s.GetProperty("failed").GetInt64());
+                if (condition(last))
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // The gateway answers 503 while the query service is briefly unreachable.
+            }
+
+            await Task.Delay(200).ConfigureAwait(false);
+        }
+
+        var logs = string.Join("\n", Directory.GetFiles(Path.Combine(state, "logs")).Select(f => $"--- {Path.GetFileName(f)}\n{string.Join('\n', File.ReadLines(f).TakeLast(15))}"));
+        throw new TimeoutException($"Gave up waiting for {what}; last status {last}.\n{logs}");
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunScriptAsync(string script, params string[] args)
+    {
+        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = TestPaths.Repo };
+        psi.ArgumentList.Add(Path.Combine(TestPaths.Repo, "scripts", script));
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().ConfigureAwait(false);
+        return (p.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
+    }
+}
