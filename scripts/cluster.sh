@@ -62,7 +62,8 @@ case $cmd in
     "$root/scripts/setup.sh" --quiet
     amqp=$(broker start --port 0 | head -1)
     set -a; . "$root/deploy/cluster.env"; set +a
-    export Bus__RabbitMqUrl="$amqp" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
+    mgmt=$(broker url --management | sed "s|http://|http://guest:guest@|")
+    export Bus__RabbitMqUrl="$amqp" Bus__ManagementUrl="$mgmt" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
     trap 'echo "cluster: start failed, stopping what started" >&2; stop_all' ERR
     qport=$(free_port)
     start query "$(bin Query)" --urls "http://127.0.0.1:$qport"

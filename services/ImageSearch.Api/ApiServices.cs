@@ -43,6 +43,9 @@ public static class ApiServices
     public static WebApplicationBuilder AddImageSearchApi(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<GatewayOptions>().Bind(builder.Configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        builder.Services.AddOptions<QueueMonitorOptions>().Bind(builder.Configuration.GetSection("Bus"));
+        builder.Services.AddHttpClient(QueueMonitor.HttpClientName);
+        builder.Services.AddSingleton<QueueMonitor>();
         if (IsRemote(builder.Configuration))
         {
             builder.Services.AddHttpClient(RemoteSearchBackend.HttpClientName);

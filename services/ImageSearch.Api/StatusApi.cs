@@ -3,15 +3,35 @@ namespace ImageSearch.Api;
 
 public sealed record FailureDto(string Path, string? Reason, DateTimeOffset At);
 
-public sealed record StatusResponse(string Model, string Device, int Dimensions, long Indexed, long Files, long Failed, int Pending, IReadOnlyList<FailureDto> Failures);
+/// <summary>
+/// Status. <see cref="Queues"/> (depth and consumers per queue) and <see cref="Workers"/> (consumers of
+/// the ingest queue) are filled where a RabbitMQ management API is configured; pending then
+/// counts the messages waiting in the ingest and indexer queues.
+/// </summary>
+public sealed record StatusResponse(string Model, string Device, int Dimensions, long Indexed, long Files, long Failed, int Pending,
+    IReadOnlyList<FailureDto> Failures, int? Workers = null, IReadOnlyList<QueueDto>? Queues = null);
 
 /// <summary><c>GET /api/status</c>: what is indexed, pending and failed (with reasons), and which model.</summary>
 public static class StatusApi
 {
     public static IEndpointRouteBuilder MapStatusApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/api/status", async (ISearchBackend backend, CancellationToken ct) =>
-            TypedResults.Ok(await backend.GetStatusAsync(ct).ConfigureAwait(false))).WithTags("Status");
+        app.MapGet("/api/status", async (ISearchBackend backend, QueueMonitor queues, CancellationToken ct) =>
+        {
+            var status = await backend.GetStatusAsync(ct).ConfigureAwait(false);
+            if (await queues.GetQueuesAsync(ct).ConfigureAwait(false) is { } list)
+            {
+                var pipeline = list.Where(q => q.Name is "ingest" or "indexer").ToList();
+                status = status with
+                {
+                    Queues = list,
+                    Workers = list.FirstOrDefault(q => q.Name == "ingest")?.Consumers ?? 0,
+                    Pending = (int)Math.Min(int.MaxValue, status.Pending + pipeline.Sum(q => q.Messages)),
+                };
+            }
+
+            return TypedResults.Ok(status);
+        }).WithTags("Status");
         return app;
     }
 }

@@ -29,6 +29,9 @@ public enum PipelineRoles
 
 public static class PipelineServiceCollectionExtensions
 {
+    /// <summary>The error queue of ingestion: every ImageIngestionFailed (path and reason) is kept there.</summary>
+    public const string FailedQueue = "ingest-failed";
+
     /// <summary>
     /// Registers the handlers for <paramref name="roles"/> and the bus. The same consumers run in every
     /// hosting; only the transport differs (in-memory here). Adapters (decoder, embedder, store,
@@ -81,6 +84,11 @@ public static class PipelineServiceCollectionExtensions
                 x.UsingRabbitMq((context, cfg) =>
                 {
                     cfg.Host(new Uri(bus.RabbitMqUrl!));
+
+                    // Failed images also land in a durable queue nobody consumes: the operators' record
+                    // of what was refused and why (bounded, oldest dropped first).
+                    cfg.Publish<ImageIngestionFailed>(p => p.BindQueue(p.Exchange.ExchangeName, FailedQueue,
+                        q => q.SetQueueArgument("x-max-length", 100_000)));
                     cfg.ConfigureEndpoints(context);
                 });
             }

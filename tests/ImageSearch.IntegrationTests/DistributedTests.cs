@@ -77,6 +77,30 @@ public sealed class DistributedTests : IAsyncLifetime
         Assert.Equal("corrupt.jpg", failure.GetProperty("path").GetString());
         Assert.Contains("Corrupt", failure.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(total, status.GetProperty("indexed").GetInt64());
+
+        // Status reads the broker: two live workers (one of three was killed) and the refused file
+        // kept in the ingestion error queue. The management API refreshes its figures every few seconds.
+        await WaitForStatusAsync(s => s.GetProperty("workers").GetInt32() == 2 &&
+            s.GetProperty("queues").EnumerateArray().Any(q => q.GetProperty("name").GetString() == "ingest-failed" && q.GetProperty("messages").GetInt64() == 1),
+            "status to show 2 workers and the error queue holding the corrupt file");
+    }
+
+    private async Task WaitForStatusAsync(Func<JsonElement, bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        JsonElement last = default;
+        while (DateTime.UtcNow < deadline)
+        {
+            last = await client.GetFromJsonAsync<JsonElement>("api/status").ConfigureAwait(false);
+            if (last.TryGetProperty("queues", out var q) && q.ValueKind == JsonValueKind.Array && condition(last))
+            {
+                return;
+            }
+
+            await Task.Delay(500).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException($"Gave up waiting for {what}; last status {last}");
     }
 
     private void KillWorker(string name)

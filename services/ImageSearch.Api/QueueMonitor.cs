@@ -1,0 +1,66 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace ImageSearch.Api;
+
+/// <summary>One queue of the broker: messages waiting (ready + unacknowledged) and its consumers.</summary>
+public sealed record QueueDto(string Name, long Messages, long Unacknowledged, int Consumers);
+
+/// <summary>Where to read queue depths. Section "Bus" (shared with the pipeline's bus settings).</summary>
+public sealed class QueueMonitorOptions
+{
+    /// <summary>RabbitMQ management API base URL (http://user:password@host:15672/); unset = no queue figures.</summary>
+    public string? ManagementUrl { get; set; }
+}
+
+/// <summary>
+/// Reads queue depths and consumer counts from the RabbitMQ management HTTP API, for status: how
+/// much ingestion is pending and how many workers consume it. Best effort: null when unavailable.
+/// </summary>
+public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<QueueMonitorOptions> options, ILogger<QueueMonitor> logger)
+{
+    public const string HttpClientName = "rabbitmq-management";
+
+    public async Task<IReadOnlyList<QueueDto>?> GetQueuesAsync(CancellationToken ct)
+    {
+        if (options.Value.ManagementUrl is not { Length: > 0 } url)
+        {
+            return null;
+        }
+
+        try
+        {
+            var baseUri = new Uri(url.EndsWith('/') ? url : url + "/");
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUri, "api/queues/%2F?columns=name,messages,messages_unacknowledged,consumers"));
+            if (!string.IsNullOrEmpty(baseUri.UserInfo))
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
+                    Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.UnescapeDataString(baseUri.UserInfo))));
+            }
+
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            cts.CancelAfter(TimeSpan.FromSeconds(3));
+            using var response = await clients.CreateClient(HttpClientName).SendAsync(request, cts.Token).ConfigureAwait(false);
+            response.EnsureSuccessStatusCode();
+            var queues = await response.Content.ReadFromJsonAsync<JsonElement>(cts.Token).ConfigureAwait(false);
+            return queues.EnumerateArray()
+                .Select(q => new QueueDto(q.GetProperty("name").GetString() ?? "", Long(q, "messages"), Long(q, "messages_unacknowledged"), (int)Long(q, "consumers")))
+                .Where(q => !q.Name.StartsWith("bus-", StringComparison.Ordinal)) // MassTransit's per-process reply queues
+                .OrderBy(q => q.Name, StringComparer.Ordinal)
+                .ToList();
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or KeyNotFoundException && !ct.IsCancellationRequested)
+        {
+            LogUnavailable(logger, e);
+            return null;
+        }
+    }
+
+    private static long Long(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : 0;
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "RabbitMQ management API unavailable; status shows no queue figures")]
+    private static partial void LogUnavailable(ILogger logger, Exception ex);
+}
