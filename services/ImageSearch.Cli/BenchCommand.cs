@@ -20,6 +20,7 @@ internal static class BenchCommand
         var queries = new Option<int>("--queries") { Description = "Instance queries timed for search latency.", DefaultValueFactory = _ => 200 };
         var seconds = new Option<double>("--seconds") { Description = "Time spent on each model batch size.", DefaultValueFactory = _ => 4 };
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
+        command.Subcommands.Add(CreateCluster(bench));
         command.Options.Add(bench);
         command.Options.Add(queries);
         command.Options.Add(seconds);
@@ -68,6 +69,25 @@ internal static class BenchCommand
                     Directory.Delete(db, recursive: true);
                 }
             }
+        });
+        return command;
+    }
+
+    private static Command CreateCluster(Option<string> bench)
+    {
+        var workers = new Option<string>("--workers") { Description = "Worker counts to measure, comma-separated.", DefaultValueFactory = _ => "1,2,4" };
+        var clients = new Option<int>("--clients") { Description = "Concurrent search clients.", DefaultValueFactory = _ => 4 };
+        var searches = new Option<int>("--searches") { Description = "Searches in the load run.", DefaultValueFactory = _ => 400 };
+        var command = new Command("cluster", "Ingestion through RabbitMQ with 1, 2, 4 workers vs embedded; gateway search latency under load.");
+        command.Options.Add(bench);
+        command.Options.Add(workers);
+        command.Options.Add(clients);
+        command.Options.Add(searches);
+        command.SetAction((parse, ct) =>
+        {
+            var gallery = Path.Combine(parse.GetValue(bench)!, "gallery");
+            var counts = parse.GetValue(workers)!.Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)).ToArray();
+            return ClusterBench.RunAsync(gallery, counts, parse.GetValue(clients), parse.GetValue(searches), ct);
         });
         return command;
     }

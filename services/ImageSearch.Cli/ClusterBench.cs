@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace ImageSearch.Cli;
+
+/// <summary>
+/// <c>bench cluster</c>: ingestion throughput through RabbitMQ with 1, 2 and 4 workers (each a
+/// separate process started by scripts/cluster.sh, as <c>./imagesearch cluster up</c> does) next
+/// to the embedded mode's throughput on the same images, and gateway search latency under a
+/// bounded concurrent load on loopback. Both sides use the default model (deploy/cluster.env for the cluster).
+/// </summary>
+internal static class ClusterBench
+{
+    public static async Task<int> RunAsync(string gallery, int[] workerCounts, int clients, int searches, CancellationToken ct)
+    {
+        var files = Directory.GetFiles(gallery).Order(StringComparer.Ordinal).ToArray();
+        var work = Directory.CreateTempSubdirectory("imagesearch-cluster-bench-").FullName;
+        try
+        {
+            // Embedded reference: the same images through the in-process pipeline (CLI index).
+            var embeddedDb = Path.Combine(work, "embedded-db");
+            var (_, embeddedSeconds) = await TimeAsync(() => RunAsync("dotnet", [typeof(ClusterBench).Assembly.Location, "index", gallery, "--db", embeddedDb], ct)).ConfigureAwait(false);
+            var embeddedRate = files.Length / embeddedSeconds;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"embedded: {files.Length} images in {embeddedSeconds:F1} s = {embeddedRate:F1} images/s (process start and model load included)"));
+            Console.WriteLine("| workers | images/s | ratio to embedded | search p50 / p99 (ms) at " + clients + " clients |");
+            Console.WriteLine("|---|---|---|---|");
+            foreach (var n in workerCounts)
+            {
+                var library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
+                var state = Path.Combine(work, $"state-{n}");
+                var port = FreePort();
+                var up = Stopwatch.GetTimestamp();
+                foreach (var f in files)
+                {
+                    File.Copy(f, Path.Combine(library, Path.GetFileName(f)));
+                }
+
+                var (code, output) = await RunAsync("bash", [Path.Combine(CliHost.RepoRoot, "scripts", "cluster.sh"), "up", "--watch", library, "--workers", n.ToString(CultureInfo.InvariantCulture),
+                    "--port", port.ToString(CultureInfo.InvariantCulture), "--db", Path.Combine(work, $"db-{n}"), "--state", state], ct).ConfigureAwait(false);
+                try
+                {
+                    if (code != 0)
+                    {
+                        await Console.Error.WriteLineAsync($"cluster up failed:\n{output}").ConfigureAwait(false);
+                        return 1;
+                    }
+
+                    using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+                    while ((await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false)).GetProperty("indexed").GetInt64() < files.Length)
+                    {
+                        await Task.Delay(100, ct).ConfigureAwait(false);
+                    }
+
+                    var seconds = Stopwatch.GetElapsedTime(up).TotalSeconds;
+                    var rate = files.Length / seconds;
+                    var (p50, p99) = await LoadAsync(http, files, clients, searches, ct).ConfigureAwait(false);
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {n} | {rate:F1} | {rate / embeddedRate:F2} | {p50:F1} / {p99:F1} |"));
+                }
+                finally
+                {
+                    await RunAsync("bash", [Path.Combine(CliHost.RepoRoot, "scripts", "cluster.sh"), "down", "--state", state], CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+
+            Console.WriteLine("Both sides include process start and model load; the cluster adds broker start and the watcher's first scan.");
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary>A bounded load: <paramref name="clients"/> concurrent clients, <paramref name="total"/> searches in all.</summary>
+    private static async Task<(double P50, double P99)> LoadAsync(HttpClient http, string[] files, int clients, int total, CancellationToken ct)
+    {
+        var images = files.Take(32).Select(File.ReadAllBytes).ToArray();
+        var latencies = new List<double>();
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < total)
+            {
+                using var form = new MultipartFormDataContent { { new ByteArrayContent(images[i % images.Length]), "image", "q.jpg" } };
+                var t = Stopwatch.GetTimestamp();
+                using var response = await http.PostAsync("api/search", form, ct).ConfigureAwait(false);
+                response.EnsureSuccessStatusCode();
+                var ms = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
+                lock (latencies)
+                {
+                    latencies.Add(ms);
+                }
+            }
+        })).ConfigureAwait(false);
+        latencies.Sort();
+        return (EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99));
+    }
+
+    private static async Task<(T Result, double Seconds)> TimeAsync<T>(Func<Task<T>> action)
+    {
+        var t = Stopwatch.GetTimestamp();
+        var result = await action().ConfigureAwait(false);
+        return (result, Stopwatch.GetElapsedTime(t).TotalSeconds);
+    }
+
+    private static async Task<(int Code, string Output)> RunAsync(string program, string[] args, CancellationToken ct)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = CliHost.RepoRoot };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync(ct);
+        var stderr = p.StandardError.ReadToEndAsync(ct);
+        await p.WaitForExitAsync(ct).ConfigureAwait(false);
+        return (p.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
