@@ -3,6 +3,7 @@ using ImageSearch.Core;
 using ImageSearch.Embedding;
 using ImageSearch.Imaging;
 using ImageSearch.Pipeline;
+using ImageSearch.Qdrant;
 using ImageSearch.VectorStore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -25,8 +26,20 @@ public sealed class IndexOptions
     public string Directory { get; set; } = "";
 }
 
+/// <summary>Where vectors live. Configuration key "Store:Kind".</summary>
+public enum StoreKind
+{
+    /// <summary>The embedded HNSW index on disk (default).</summary>
+    Embedded,
+
+    /// <summary>A Qdrant server over its REST API (section "Qdrant": Url, ApiKey, Collection, ...).</summary>
+    Qdrant,
+}
+
 public static class ImageSearchHosting
 {
+    public const string StoreKindKey = "Store:Kind";
+
     /// <summary>
     /// Adds the adapters (libvips decoder, ONNX Runtime embedder, embedded HNSW store and catalog)
     /// and the pipeline roles this process hosts. Every deployable calls this one method.
@@ -49,11 +62,27 @@ public static class ImageSearchHosting
         if ((roles & (PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
         {
             services.AddOptions<IndexOptions>().Bind(configuration.GetSection(IndexOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
-            services.AddEmbeddedVectorStore();
-            services.AddOptions<EmbeddedStoreOptions>()
-                .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
-                .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
-                    store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+            if (configuration.GetValue<StoreKind>(StoreKindKey) == StoreKind.Qdrant)
+            {
+                // Vectors in Qdrant; the catalog (paths, failures) stays a local SQLite file of this process.
+                services.AddQdrantVectorStore(configuration.GetSection("Qdrant"));
+                services.AddSingleton<ICatalog>(sp =>
+                {
+                    var folder = Path.Combine(Path.GetFullPath(sp.GetRequiredService<IOptions<IndexOptions>>().Value.Directory),
+                        FolderName(sp.GetRequiredService<IEmbedder>().Model));
+                    Directory.CreateDirectory(folder);
+                    return new SqliteCatalog(Path.Combine(folder, SqliteCatalog.DefaultFileName), sp.GetService<TimeProvider>());
+                });
+            }
+            else
+            {
+                services.AddEmbeddedVectorStore();
+                services.AddOptions<EmbeddedStoreOptions>()
+                    .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
+                    .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
+                        store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+            }
+
             services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
         }
 

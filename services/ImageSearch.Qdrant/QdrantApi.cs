@@ -38,8 +38,8 @@ internal sealed record SearchRequest(float[] Vector, int Limit, Filter Filter, S
 /// <summary>SearchParams.</summary>
 internal sealed record SearchParams(int HnswEf, bool Exact);
 
-/// <summary>CountRequest.</summary>
-internal sealed record CountRequest(Filter Filter, bool Exact);
+/// <summary>CountRequest; no filter counts every point.</summary>
+internal sealed record CountRequest(Filter? Filter, bool Exact);
 
 /// <summary>Filter: conditions that must all hold and conditions none of which may hold.</summary>
 internal sealed record Filter(IReadOnlyList<Condition>? Must, IReadOnlyList<Condition>? MustNot);

@@ -157,6 +157,7 @@ internal sealed class QdrantRestClient : IDisposable
     private static string Excerpt(string body) =>
         body.Length <= BodyExcerptLength ? body.Trim() : string.Concat(body.AsSpan(0, BodyExcerptLength).Trim(), "...");
 
-    // Method and path relative to the base address, e.g. "PUT /collections/c/points?wait=true".
-    private static string Describe(HttpRequestMessage request) => $"{request.Method} /{request.RequestUri?.OriginalString}";
+    // Method, path and query, e.g. "PUT /collections/c/points?wait=true" (HttpClient makes the URI absolute when sending).
+    private static string Describe(HttpRequestMessage request) =>
+        $"{request.Method} {(request.RequestUri is { IsAbsoluteUri: true } uri ? uri.PathAndQuery : "/" + request.RequestUri)}";
 }

@@ -21,10 +21,9 @@ namespace ImageSearch.Qdrant;
 /// </para>
 /// <para>
 /// Model identity: the collection config of the Qdrant versions this targets (1.7 and later) has no
-/// field for user metadata, so the collection holds a reserved
-/// "manifest" point, id 00000000-0000-0000-0000-000000000000, whose payload is
-/// <c>{"model_key", "dimensions", "manifest_format"}</c> (its vector is the first unit vector; it means
-/// nothing). A collection whose manifest names another model is refused, as is a non-empty collection
+/// field for user metadata, so the collection holds a reserved "manifest" point, id
+/// 00000000-0000-0000-0000-000000000000, whose payload is <c>{"model_key", "dimensions",
+/// "manifest_format"}</c> (its vector is the first unit vector; it means nothing). A collection whose manifest names another model is refused, as is a non-empty collection
 /// without one; an empty collection without one is adopted. Every search and count excludes the manifest
 /// point with a <c>has_id</c> condition, so callers never see it. The reserved id cannot collide with an
 /// image: an <see cref="ImageId"/> is 128 bits of SHA-256 (one that maps to the nil UUID is refused).
@@ -458,7 +457,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
             return;
         }
 
-        var points = await CountPointsAsync(new Filter(Must: null, MustNot: null), cancellationToken).ConfigureAwait(false);
+        var points = await CountPointsAsync(filter: null, cancellationToken).ConfigureAwait(false);
         if (points > 0)
         {
             throw new InvalidOperationException(
@@ -498,7 +497,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
             QdrantRestClient.Json(new PointRequest(ids, withPayload, withVector), QdrantJsonContext.Default.PointRequest),
             type, cancellationToken);
 
-    private async Task<long> CountPointsAsync(Filter filter, CancellationToken cancellationToken)
+    private async Task<long> CountPointsAsync(Filter? filter, CancellationToken cancellationToken)
     {
         var result = await _client.SendAsync(HttpMethod.Post, _pointsPath + "/count",
             QdrantRestClient.Json(new CountRequest(filter, Exact: true), QdrantJsonContext.Default.CountRequest),
