@@ -75,9 +75,7 @@ done
 [[ -z $opt_name || $opt_name =~ ^[A-Za-z0-9_-]+$ ]] || die "--name may only contain letters, digits, _ and - (got '$opt_name')" 2
 
 if [[ -n $opt_dir ]]; then
-  mkdir -p "$opt_dir" 2>/dev/null || true
-  [[ -d $opt_dir ]] || die "cannot create --dir $opt_dir"
-  DIR=$(cd "$opt_dir" && pwd -P)
+  DIR=$(realpath -m -- "$opt_dir")   # absolute; created by start, not by status/url
 else
   DIR="$root/.cache/rabbitmq/${opt_name:-imagesearch}"
 fi
@@ -330,13 +328,15 @@ do_start() {
   done
   # The server (its wrapper script turns SIGTERM into a clean shutdown), in its own session.
   env "$MARK=$DIR" setsid "$RMQ_BIN/rabbitmq-server" </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
-  echo $! > "$LAUNCHER_PID_FILE"
+  local lpid=$!
+  echo "$lpid" > "$LAUNCHER_PID_FILE"
   say "starting $NODE (amqp 127.0.0.1:$PORT, management 127.0.0.1:$MGMT_PORT, dir $DIR)"
 
   # Wait (bounded) for the AMQP listener without connecting to it, then confirm with await_startup.
   deadline=$((SECONDS + START_TIMEOUT))
   until port_listening "$PORT" && [[ -n $(server_pid) ]]; do
-    [[ -n $(launcher_pid) ]] || fail_start "$NODE exited during startup"
+    # Our own child: check it by pid (its marker appears only once `env` has exec'd).
+    alive "$lpid" || fail_start "$NODE exited during startup"
     [[ $SECONDS -lt $deadline ]] || fail_start "$NODE did not open port $PORT within ${START_TIMEOUT}s"
     sleep 0.2
   done
@@ -415,7 +415,7 @@ lock() {
 
 case $cmd in
   start) lock; do_start ;;
-  stop) lock; do_stop ;;
+  stop) [[ -d $DIR ]] || { say "$NODE is not running (no $DIR)"; exit 0; }; lock; do_stop ;;
   restart)
     lock; t_restart=$(now)
     do_stop; do_start
@@ -453,7 +453,7 @@ RABBITMQ_MANAGEMENT_PORT=$MGMT_PORT
 RABBITMQ_USER=$USER_NAME
 RABBITMQ_PASSWORD=$USER_PASS
 RABBITMQ_NODE=$NODE
-RABBITMQ_DIR=$DIR
+RABBITMQ_DIR=$(printf %q "$DIR")
 EOF
     ;;
 esac
