@@ -12,6 +12,7 @@ public sealed class LocalSearchBackend(
     IImageDecoder decoder,
     FolderLibrary library,
     IngestionProgress progress,
+    IngestionStats stats,
     IOptions<HttpOptions> httpOptions) : ISearchBackend
 {
     private const int MaxFailuresListed = 100;
@@ -23,6 +24,18 @@ public sealed class LocalSearchBackend(
         search.CheckQueryImage(image, new DecodeLimits(limits.MaxRequestBytes, limits.MaxQueryPixels));
         var result = await search.SearchAsync(new ImageQuery(image, box, top, exact), ct).ConfigureAwait(false);
         return ToResponse(top, box, result);
+    }
+
+    public async Task<IReadOnlyList<SearchResponse>> SearchManyAsync(IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct)
+    {
+        var limits = httpOptions.Value;
+        foreach (var q in queries)
+        {
+            search.CheckQueryImage(q.Image, new DecodeLimits(limits.MaxRequestBytes, limits.MaxQueryPixels));
+        }
+
+        var results = await search.SearchManyAsync(queries.Select(q => new ImageQuery(q.Image, q.Box, top, exact)).ToList(), ct).ConfigureAwait(false);
+        return results.Select((r, i) => ToResponse(top, queries[i].Box, r)).ToList();
     }
 
     public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct)
@@ -55,7 +68,8 @@ public sealed class LocalSearchBackend(
         var failures = await catalog.ListAsync(FileState.Failed, MaxFailuresListed, ct).ConfigureAwait(false);
         return new StatusResponse(embedder.Model.Key, embedder.Device, embedder.Model.Dimensions,
             await store.CountAsync(ct).ConfigureAwait(false), counts.Files, counts.Failed, progress.Pending,
-            failures.Select(f => new FailureDto(f.Path, f.Reason, f.UpdatedAt)).ToList());
+            failures.Select(f => new FailureDto(f.Path, f.Reason, f.UpdatedAt)).ToList(),
+            QueueWaitP50Ms: stats.QueueWaitPercentile(0.50), QueueWaitP99Ms: stats.QueueWaitPercentile(0.99));
     }
 
     private async Task<string?> ResolveAsync(ImageId id, CancellationToken ct)

@@ -39,6 +39,26 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
         return Merge(answers, top, box) ?? throw Unavailable(answers);
     }
 
+    public async Task<IReadOnlyList<SearchResponse>> SearchManyAsync(IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct)
+    {
+        var answers = await FanOutAsync(async (client, backend, token) =>
+        {
+            using var form = new MultipartFormDataContent();
+            foreach (var q in queries)
+            {
+                form.Add(new ByteArrayContent(q.Image), "image", "query");
+                form.Add(new StringContent(q.Box?.ToString() ?? ""), "box");
+            }
+
+            form.Add(new StringContent(top.ToString(CultureInfo.InvariantCulture)), "top");
+            form.Add(new StringContent(exact ? "true" : "false"), "exact");
+            using var response = await client.PostAsync(new Uri(backend, "api/search/batch"), form, token).ConfigureAwait(false);
+            return await ReadAsync<BatchSearchResponse>(response, token).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+        return queries.Select((q, i) => Merge(answers.Select(a => new Answer<SearchResponse>(a.Backend, a.Value?.Results[i], a.Error)).ToList(), top, q.Box)
+            ?? throw Unavailable(answers)).ToList();
+    }
+
     public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct)
     {
         var answers = await FanOutAsync(async (client, backend, token) =>
@@ -105,7 +125,8 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
         }
 
         return new StatusResponse(ok[0].Model, ok[0].Device, ok[0].Dimensions, ok.Sum(s => s.Indexed), ok.Sum(s => s.Files),
-            ok.Sum(s => s.Failed), ok.Sum(s => s.Pending), ok.SelectMany(s => s.Failures).ToList());
+            ok.Sum(s => s.Failed), ok.Sum(s => s.Pending), ok.SelectMany(s => s.Failures).ToList(),
+            QueueWaitP50Ms: ok.Max(s => s.QueueWaitP50Ms), QueueWaitP99Ms: ok.Max(s => s.QueueWaitP99Ms));
     }
 
     private sealed record Answer<T>(Uri Backend, T? Value, Exception? Error);

@@ -24,6 +24,7 @@ public static class SearchApi
     {
         var group = app.MapGroup("/api/search").WithTags("Search");
         group.MapPost("/", SearchAsync).DisableAntiforgery();
+        group.MapPost("/batch", SearchBatchAsync).DisableAntiforgery();
         group.MapPost("/by-id/{id}", SearchByIdAsync);
         return app;
     }
@@ -57,6 +58,62 @@ public static class SearchApi
         }
 
         return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, ct).ConfigureAwait(false));
+    }
+
+    /// <summary>Most images one batch request may carry.</summary>
+    public const int MaxBatch = 64;
+
+    /// <summary>
+    /// Several queries in one request: repeated file fields <c>image</c>, and optionally as many
+    /// <c>box</c> fields in the same order (empty for none); <c>top</c> and <c>exact</c> apply to all.
+    /// </summary>
+    internal static async Task<Results<Ok<BatchSearchResponse>, ProblemHttpResult>> SearchBatchAsync(
+        HttpRequest request, ISearchBackend backend, CancellationToken ct)
+    {
+        if (!request.HasFormContentType)
+        {
+            return Problem(StatusCodes.Status415UnsupportedMediaType, "Expected multipart/form-data",
+                "Send the queries as multipart/form-data: repeated file fields 'image', optionally as many 'box' fields (x,y,w,h or empty) in the same order, and top, exact.");
+        }
+
+        var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
+        var files = form.Files.GetFiles("image");
+        if (files.Count == 0 || files.Count > MaxBatch || files.Any(f => f.Length == 0))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Bad batch", $"Send between 1 and {MaxBatch} non-empty file fields named 'image'; got {files.Count}.");
+        }
+
+        var boxes = form["box"];
+        if (boxes.Count != 0 && boxes.Count != files.Count)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Bad batch", $"Send no 'box' field or one per image ({files.Count}); got {boxes.Count}.");
+        }
+
+        var (_, top, exact, problem) = ParseQueryFields(default, form["top"], form["exact"]);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        var queries = new List<BatchQuery>(files.Count);
+        for (var i = 0; i < files.Count; i++)
+        {
+            var parsed = ParseQueryFields(boxes.Count == 0 ? default : boxes[i], default, default);
+            if (parsed.Problem is { } boxProblem)
+            {
+                return boxProblem;
+            }
+
+            var bytes = new byte[files[i].Length];
+            await using (var stream = files[i].OpenReadStream())
+            {
+                await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
+            }
+
+            queries.Add(new BatchQuery(bytes, parsed.Box));
+        }
+
+        return TypedResults.Ok(new BatchSearchResponse(await backend.SearchManyAsync(queries, top, exact, ct).ConfigureAwait(false)));
     }
 
     internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchByIdAsync(

@@ -2,6 +2,12 @@ using ImageSearch.Core;
 
 namespace ImageSearch.Api;
 
+/// <summary>One query of a batch.</summary>
+public sealed record BatchQuery(byte[] Image, BoundingBox? Box);
+
+/// <summary>Answer of <c>POST /api/search/batch</c>, in the order of the images sent.</summary>
+public sealed record BatchSearchResponse(IReadOnlyList<SearchResponse> Results);
+
 /// <summary>An image to send back: a file on disk, or bytes fetched from elsewhere.</summary>
 public sealed record ImageContent(string? FilePath, byte[]? Bytes, string ContentType);
 
@@ -13,6 +19,9 @@ public sealed record ImageContent(string? FilePath, byte[]? Bytes, string Conten
 public interface ISearchBackend
 {
     Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, CancellationToken ct);
+
+    /// <summary>Many queries at once (one model call per batch where the backend embeds); results in query order.</summary>
+    Task<IReadOnlyList<SearchResponse>> SearchManyAsync(IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct);
 
     /// <summary>Null when no backend knows the id.</summary>
     Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct);

@@ -6,10 +6,12 @@ public sealed record FailureDto(string Path, string? Reason, DateTimeOffset At);
 /// <summary>
 /// Status. <see cref="Queues"/> (depth and consumers per queue) and <see cref="Workers"/> (consumers of
 /// the ingest queue) are filled where a RabbitMQ management API is configured; pending then
-/// counts the messages waiting in the ingest and indexer queues.
+/// counts the messages waiting in the ingest and indexer queues. QueueWait*: how long recent images
+/// waited in the ingest queue before a worker took them (from the last 10,000).
 /// </summary>
 public sealed record StatusResponse(string Model, string Device, int Dimensions, long Indexed, long Files, long Failed, int Pending,
-    IReadOnlyList<FailureDto> Failures, int? Workers = null, IReadOnlyList<QueueDto>? Queues = null);
+    IReadOnlyList<FailureDto> Failures, int? Workers = null, IReadOnlyList<QueueDto>? Queues = null,
+    double? QueueWaitP50Ms = null, double? QueueWaitP99Ms = null);
 
 /// <summary><c>GET /api/status</c>: what is indexed, pending and failed (with reasons), and which model.</summary>
 public static class StatusApi

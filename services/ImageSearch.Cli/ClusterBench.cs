@@ -24,8 +24,8 @@ internal static class ClusterBench
             var (_, embeddedSeconds) = await TimeAsync(() => RunAsync("dotnet", [typeof(ClusterBench).Assembly.Location, "index", gallery, "--db", embeddedDb], ct)).ConfigureAwait(false);
             var embeddedRate = files.Length / embeddedSeconds;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"embedded: {files.Length} images in {embeddedSeconds:F1} s = {embeddedRate:F1} images/s (process start and model load included)"));
-            Console.WriteLine("| workers | images/s | ratio to embedded | search p50 / p99 (ms) at " + clients + " clients |");
-            Console.WriteLine("|---|---|---|---|");
+            Console.WriteLine("| workers | images/s | ratio to embedded | queue wait p50 / p99 (ms) | search p50 / p99 (ms) at " + clients + " clients |");
+            Console.WriteLine("|---|---|---|---|---|");
             foreach (var n in workerCounts)
             {
                 var library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
@@ -55,8 +55,11 @@ internal static class ClusterBench
 
                     var seconds = Stopwatch.GetElapsedTime(up).TotalSeconds;
                     var rate = files.Length / seconds;
+                    var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
+                    var waitP50 = status.TryGetProperty("queueWaitP50Ms", out var w50) && w50.ValueKind == JsonValueKind.Number ? w50.GetDouble() : double.NaN;
+                    var waitP99 = status.TryGetProperty("queueWaitP99Ms", out var w99) && w99.ValueKind == JsonValueKind.Number ? w99.GetDouble() : double.NaN;
                     var (p50, p99) = await LoadAsync(http, files, clients, searches, ct).ConfigureAwait(false);
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {n} | {rate:F1} | {rate / embeddedRate:F2} | {p50:F1} / {p99:F1} |"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {n} | {rate:F1} | {rate / embeddedRate:F2} | {waitP50:F0} / {waitP99:F0} | {p50:F1} / {p99:F1} |"));
                 }
                 finally
                 {

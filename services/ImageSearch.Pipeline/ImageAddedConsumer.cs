@@ -26,11 +26,13 @@ public sealed partial class ImageAddedConsumer(
     public async Task Consume(ConsumeContext<Batch<ImageAdded>> context)
     {
         // The last announcement of a path wins; duplicates in one batch are one piece of work.
-        var messages = context.Message
-            .Select(m => m.Message)
-            .GroupBy(m => m.Path, StringComparer.Ordinal)
+        var received = DateTime.UtcNow;
+        var latest = context.Message
+            .GroupBy(m => m.Message.Path, StringComparer.Ordinal)
             .Select(g => g.Last())
             .ToArray();
+        var messages = latest.Select(m => m.Message).ToArray();
+        var waits = latest.Select(m => m.SentTime is { } sent ? Math.Max(0, (received - sent).TotalMilliseconds) : 0).ToArray();
         var store = services.GetService<IVectorStore>();
         var items = new Item[messages.Length];
         var threads = ingestOptions.Value.DecodeThreads is > 0 and var t ? t : Environment.ProcessorCount;
@@ -48,11 +50,12 @@ public sealed partial class ImageAddedConsumer(
             }
         }
 
-        var embedded = new List<ImageEmbedded>();
+        var embedded = new List<(ImageEmbedded Message, double WaitMs)>();
         var failed = new List<ImageIngestionFailed>();
         var removed = new List<ImageRemoved>();
-        foreach (var item in items)
+        for (var i = 0; i < items.Length; i++)
         {
+            var item = items[i];
             var m = item.Message;
             if (item.Missing)
             {
@@ -65,12 +68,16 @@ public sealed partial class ImageAddedConsumer(
             }
             else
             {
-                embedded.Add(new ImageEmbedded(m.Path, item.Id.Value, item.Vector!, model.Key, item.SizeBytes,
-                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt));
+                embedded.Add((new ImageEmbedded(m.Path, item.Id.Value, item.Vector!, model.Key, item.SizeBytes,
+                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt), waits[i]));
             }
         }
 
-        await PublishAsync(context, embedded).ConfigureAwait(false);
+        foreach (var (message, waitMs) in embedded)
+        {
+            await context.Publish(message, p => p.Headers.Set(IngestionStats.QueueWaitHeader, waitMs), context.CancellationToken).ConfigureAwait(false);
+        }
+
         await PublishAsync(context, failed).ConfigureAwait(false);
         await PublishAsync(context, removed).ConfigureAwait(false);
     }

@@ -5,10 +5,19 @@ using Microsoft.Extensions.Options;
 namespace ImageSearch.Pipeline;
 
 /// <summary>Stores embeddings, in batches so that one durable commit covers many images.</summary>
-public sealed class ImageEmbeddedConsumer(LibraryIndexer indexer) : IConsumer<Batch<ImageEmbedded>>
+public sealed class ImageEmbeddedConsumer(LibraryIndexer indexer, IngestionStats stats) : IConsumer<Batch<ImageEmbedded>>
 {
-    public Task Consume(ConsumeContext<Batch<ImageEmbedded>> context) =>
-        indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken);
+    public async Task Consume(ConsumeContext<Batch<ImageEmbedded>> context)
+    {
+        await indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken).ConfigureAwait(false);
+        foreach (var m in context.Message)
+        {
+            if (m.Headers.Get<double>(IngestionStats.QueueWaitHeader) is { } wait)
+            {
+                stats.RecordQueueWait(wait);
+            }
+        }
+    }
 }
 
 /// <summary>Records a permanent ingestion failure with its reason.</summary>

@@ -46,6 +46,7 @@ public static class PipelineServiceCollectionExtensions
         services.AddOptions<BusOptions>().Bind(configuration.GetSection(BusOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         var bus = configuration.GetSection(BusOptions.Section).Get<BusOptions>() ?? new BusOptions();
         services.TryAddSingleton<FolderLibrary>();
+        services.TryAddSingleton<IngestionStats>();
 
         services.TryAddSingleton<LibraryScanner>();
         if (roles.HasFlag(PipelineRoles.Watcher))

@@ -77,6 +77,7 @@ public sealed class DistributedTests : IAsyncLifetime
         Assert.Equal("corrupt.jpg", failure.GetProperty("path").GetString());
         Assert.Contains("Corrupt", failure.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(total, status.GetProperty("indexed").GetInt64());
+        Assert.True(status.GetProperty("queueWaitP99Ms").GetDouble() >= status.GetProperty("queueWaitP50Ms").GetDouble());
 
         // Status reads the broker: two live workers (one of three was killed) and the refused file
         // kept in the ingestion error queue. The management API refreshes its figures every few seconds.

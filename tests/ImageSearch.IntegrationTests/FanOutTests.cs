@@ -43,6 +43,14 @@ public sealed class FanOutTests(IndexedGatewayFixture backend) : IClassFixture<I
         Assert.Equal(HttpStatusCode.OK, thumb.StatusCode);
         Assert.Equal("image/jpeg", thumb.Content.Headers.ContentType?.MediaType);
 
+        using var batch = new MultipartFormDataContent();
+        batch.Add(new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg"))), "image", "a.jpg");
+        batch.Add(new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "nature-woods-and-bench.crop50.jpg"))), "image", "b.jpg");
+        var results = (await (await gateway.Client.PostAsync("api/search/batch", batch)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("results");
+        Assert.Equal("outdoors-school2.jpg", results[0].GetProperty("hits")[0].GetProperty("path").GetString());
+        Assert.Equal("nature-woods-and-bench.jpg", results[1].GetProperty("hits")[0].GetProperty("path").GetString());
+        Assert.True(results[1].GetProperty("partial").GetBoolean());
+
         var status = await gateway.Client.GetFromJsonAsync<JsonElement>("api/status");
         Assert.Equal(IndexedGatewayFixture.LibrarySize, status.GetProperty("indexed").GetInt64());
     }

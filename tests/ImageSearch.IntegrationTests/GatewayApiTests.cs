@@ -84,6 +84,41 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_batch_of_queries_is_answered_in_order_with_its_boxes()
+    {
+        var box = (await File.ReadAllTextAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.in-scene.box"))).Trim();
+        var queries = new (string File, string Box, string Expected)[]
+        {
+            ("nature-flower-bed.crop50.jpg", "", "nature-flower-bed.jpg"),
+            ("outdoors-school2.in-scene.jpg", box, "outdoors-school2.jpg"),
+            ("indoors-chalkboard.grey.jpg", "", "indoors-chalkboard.jpg"),
+        };
+        using var form = new MultipartFormDataContent();
+        foreach (var q in queries)
+        {
+            form.Add(new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, q.File))), "image", q.File);
+            form.Add(new StringContent(q.Box), "box");
+        }
+
+        form.Add(new StringContent("3"), "top");
+        var response = await Client.PostAsync("api/search/batch", form);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        var results = JsonDocument.Parse(body).RootElement.GetProperty("results");
+        Assert.Equal(queries.Length, results.GetArrayLength());
+        for (var i = 0; i < queries.Length; i++)
+        {
+            Assert.Equal(queries[i].Expected, results[i].GetProperty("hits")[0].GetProperty("path").GetString());
+            Assert.Equal(3, results[i].GetProperty("hits").GetArrayLength());
+        }
+
+        using var mismatched = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "nature-flower-bed.crop50.jpg")), "a.jpg");
+        mismatched.Add(new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "nature-flower-bed.crop50.jpg"))), "image", "b.jpg");
+        mismatched.Add(new StringContent("1,1,5,5"), "box");
+        await AssertProblemAsync(await Client.PostAsync("api/search/batch", mismatched), HttpStatusCode.BadRequest, "one per image");
+    }
+
+    [Fact]
     public async Task Search_by_id_returns_similar_images_without_the_image_itself()
     {
         var hits = await SearchAsync(Path.Combine(TestPaths.Variants, "nature-flower-bed.crop50.jpg"));
