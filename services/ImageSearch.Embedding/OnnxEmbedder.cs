@@ -257,6 +257,9 @@ public sealed class OnnxEmbedder : IEmbedder
         };
         if (!options.UsesCuda)
         {
+            // Decoding shares these cores during ingestion: ONNX Runtime's idle intra-op threads would
+            // otherwise spin-wait on them between runs instead of yielding to the decoder.
+            result.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
             return result;
         }
 

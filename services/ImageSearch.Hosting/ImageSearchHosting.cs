@@ -57,6 +57,7 @@ public static class ImageSearchHosting
         if ((roles & (PipelineRoles.Ingest | PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
         {
             services.AddOnnxEmbedder(configuration.GetSection(EmbeddingOptions.SectionName));
+            services.AddHostedService<EmbedderWarmup>();
         }
 
         if ((roles & (PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
