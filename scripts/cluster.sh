@@ -59,7 +59,9 @@ case $cmd in
     [[ -f "$state/pids" ]] && { echo "cluster: already up (state $state); run 'cluster down' first" >&2; exit 1; }
     mkdir -p "$watch" "$state/logs"; watch=$(cd "$watch" && pwd)
     [[ -n "$db" ]] || db="$(dirname "$watch")/$(basename "$watch").imagesearch-cluster"
-    "$root/scripts/setup.sh" --quiet
+    # Callers that already ran setup (the test suite, bench cluster) skip it: a rebuild here would
+    # replace binaries that their other processes are running.
+    [[ -n "${IMAGESEARCH_SKIP_SETUP:-}" ]] || "$root/scripts/setup.sh" --quiet
     amqp=$(broker start --port 0 | head -1)
     set -a; . "$root/deploy/cluster.env"; set +a
     mgmt=$(broker url --management | sed "s|http://|http://guest:guest@|")

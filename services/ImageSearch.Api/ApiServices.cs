@@ -69,6 +69,17 @@ public static class ApiServices
         return builder;
     }
 
+    /// <summary>The API's middleware and endpoints: ProblemDetails for every error, search, images, status.</summary>
+    public static WebApplication MapImageSearchApi(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapSearchApi();
+        app.MapImagesApi();
+        app.MapStatusApi();
+        return app;
+    }
+
     /// <summary>True when this gateway fans out to query services instead of hosting the pipeline.</summary>
     public static bool IsRemote(IConfiguration configuration) =>
         configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>()?.QueryServices is { Length: > 0 };

@@ -34,8 +34,7 @@ public static class SearchApi
     {
         if (!request.HasFormContentType)
         {
-            return Problem(StatusCodes.Status415UnsupportedMediaType, "Expected multipart/form-data",
-                "Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact).");
+            return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact).");
         }
 
         var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
@@ -51,12 +50,7 @@ public static class SearchApi
             return problem;
         }
 
-        var bytes = new byte[file.Length];
-        await using (var stream = file.OpenReadStream())
-        {
-            await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
-        }
-
+        var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
         return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, ct).ConfigureAwait(false));
     }
 
@@ -72,8 +66,7 @@ public static class SearchApi
     {
         if (!request.HasFormContentType)
         {
-            return Problem(StatusCodes.Status415UnsupportedMediaType, "Expected multipart/form-data",
-                "Send the queries as multipart/form-data: repeated file fields 'image', optionally as many 'box' fields (x,y,w,h or empty) in the same order, and top, exact.");
+            return NotMultipart("Send the queries as multipart/form-data: repeated file fields 'image', optionally as many 'box' fields (x,y,w,h or empty) in the same order, and top, exact.");
         }
 
         var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
@@ -104,13 +97,7 @@ public static class SearchApi
                 return boxProblem;
             }
 
-            var bytes = new byte[files[i].Length];
-            await using (var stream = files[i].OpenReadStream())
-            {
-                await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
-            }
-
-            queries.Add(new BatchQuery(bytes, parsed.Box));
+            queries.Add(new BatchQuery(await ReadAllAsync(files[i], ct).ConfigureAwait(false), parsed.Box));
         }
 
         return TypedResults.Ok(new BatchSearchResponse(await backend.SearchManyAsync(queries, top, exact, ct).ConfigureAwait(false)));
@@ -166,6 +153,17 @@ public static class SearchApi
         }
 
         return (parsedBox, parsedTop, parsedExact, null);
+    }
+
+    private static ProblemHttpResult NotMultipart(string how) =>
+        Problem(StatusCodes.Status415UnsupportedMediaType, "Expected multipart/form-data", how);
+
+    private static async Task<byte[]> ReadAllAsync(IFormFile file, CancellationToken ct)
+    {
+        var bytes = new byte[file.Length];
+        await using var stream = file.OpenReadStream();
+        await stream.ReadExactlyAsync(bytes, ct).ConfigureAwait(false);
+        return bytes;
     }
 
     internal static ProblemHttpResult Problem(int status, string title, string detail) =>

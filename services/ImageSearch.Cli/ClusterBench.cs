@@ -130,6 +130,7 @@ internal static class ClusterBench
     private static async Task<(int Code, string Output)> RunAsync(string program, string[] args, CancellationToken ct)
     {
         var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = CliHost.RepoRoot };
+        psi.Environment["IMAGESEARCH_SKIP_SETUP"] = "1"; // `./imagesearch bench` ran setup before starting this process
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);

@@ -14,12 +14,8 @@ if (!ApiServices.IsRemote(builder.Configuration))
 }
 
 var app = builder.Build();
-app.UseExceptionHandler();
-app.UseStatusCodePages();
 app.MapDefaultEndpoints();
-app.MapSearchApi();
-app.MapImagesApi();
-app.MapStatusApi();
+app.MapImageSearchApi();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

@@ -9,10 +9,6 @@ builder.AddImageSearch(PipelineRoles.Indexer | PipelineRoles.Query);
 builder.AddImageSearchApi();
 
 var app = builder.Build();
-app.UseExceptionHandler();
-app.UseStatusCodePages();
 app.MapDefaultEndpoints();
-app.MapSearchApi();
-app.MapImagesApi();
-app.MapStatusApi();
+app.MapImageSearchApi();
 app.Run();

@@ -179,14 +179,7 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
             """;
         command.Parameters.AddWithValue("$state", state is { } s ? StateName(s) : DBNull.Value);
         command.Parameters.AddWithValue("$limit", limit);
-        using var reader = command.ExecuteReader();
-        var entries = new List<CatalogEntry>();
-        while (reader.Read())
-        {
-            entries.Add(ReadEntry(reader));
-        }
-
-        return Task.FromResult<IReadOnlyList<CatalogEntry>>(entries);
+        return Task.FromResult(ReadEntries(command));
     }
 
     public Task<IReadOnlyList<CatalogEntry>> ListPageAsync(string? afterPath, int limit, CancellationToken cancellationToken = default)
@@ -201,6 +194,11 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
             """;
         command.Parameters.AddWithValue("$after", (object?)afterPath ?? DBNull.Value);
         command.Parameters.AddWithValue("$limit", limit);
+        return Task.FromResult(ReadEntries(command));
+    }
+
+    private static IReadOnlyList<CatalogEntry> ReadEntries(SqliteCommand command)
+    {
         using var reader = command.ExecuteReader();
         var entries = new List<CatalogEntry>();
         while (reader.Read())
@@ -208,7 +206,7 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
             entries.Add(ReadEntry(reader));
         }
 
-        return Task.FromResult<IReadOnlyList<CatalogEntry>>(entries);
+        return entries;
     }
 
     public Task<CatalogCounts> CountsAsync(CancellationToken cancellationToken = default)
