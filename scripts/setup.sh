@@ -16,7 +16,7 @@ for a in "$@"; do
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
 done
-say() { [[ $quiet == 1 ]] || echo "setup: $*"; }
+say() { [[ $quiet == 1 ]] || echo "setup: $*" >&2; }
 stamps="$root/.cache/stamps"; mkdir -p "$stamps"
 fingerprint() { cat "$@" 2>/dev/null | sha256sum | cut -c1-64; }
 stamp_ok() { [[ -f "$stamps/$1" && "$(cat "$stamps/$1")" == "$2" ]]; }
