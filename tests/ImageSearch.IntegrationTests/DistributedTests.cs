@@ -147,20 +147,8 @@ public sealed class DistributedTests : IAsyncLifetime
         throw new TimeoutException($"Gave up waiting for {what}; last status {last}.\n{logs}");
     }
 
-    private static async Task<(int Code, string Stdout, string Stderr)> RunScriptAsync(string script, params string[] args)
-    {
-        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = TestPaths.Repo };
-        psi.Environment["IMAGESEARCH_SKIP_SETUP"] = "1"; // the test command already set everything up
-        psi.ArgumentList.Add(Path.Combine(TestPaths.Repo, "scripts", script));
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().ConfigureAwait(false);
-        return (p.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
-    }
+    // The test command already set everything up: the script must not rebuild what other tests run.
+    private static Task<(int Code, string Stdout, string Stderr)> RunScriptAsync(string script, params string[] args) =>
+        TestPaths.RunProcessAsync("bash", [Path.Combine(TestPaths.Repo, "scripts", script), .. args],
+            new Dictionary<string, string> { ["IMAGESEARCH_SKIP_SETUP"] = "1" });
 }

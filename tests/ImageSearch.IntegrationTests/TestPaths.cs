@@ -47,14 +47,22 @@ internal static class TestPaths
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>Runs a program to completion and returns its exit code and output.</summary>
-    public static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string dll, params string[] args)
+    /// <summary>Runs a built .NET program to completion and returns its exit code and output.</summary>
+    public static Task<(int Code, string Stdout, string Stderr)> RunAsync(string dll, params string[] args) =>
+        RunProcessAsync("dotnet", [dll, .. args]);
+
+    /// <summary>Runs a program from the repository root to completion and returns its exit code and output.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunProcessAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Repo };
-        psi.ArgumentList.Add(dll);
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Repo };
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[key] = value;
         }
 
         using var p = Process.Start(psi)!;
