@@ -34,6 +34,23 @@ public sealed class ImageRemovedConsumer(LibraryIndexer indexer) : IConsumer<Ima
         indexer.ApplyRemovedAsync(context.Message.Path, context.CancellationToken);
 }
 
+/// <summary>
+/// An added image whose ingestion kept failing after every retry (not a bad image: those are
+/// reported directly, but e.g. an unreadable file or a model error) is recorded as failed with the
+/// error, so it shows in status and no longer counts as pending, instead of vanishing into the
+/// ingest queue's error queue unnoticed. A later change to the file retries it.
+/// </summary>
+public sealed class ImageAddedFaultConsumer(LibraryIndexer indexer) : IConsumer<Fault<ImageAdded>>
+{
+    public Task Consume(ConsumeContext<Fault<ImageAdded>> context)
+    {
+        var added = context.Message.Message;
+        var error = context.Message.Exceptions.FirstOrDefault();
+        var reason = $"Ingestion failed after retries: {error?.ExceptionType}: {error?.Message}";
+        return indexer.ApplyFailedAsync(new ImageIngestionFailed(added.Path, reason, added.SizeBytes, added.ModifiedAt), context.CancellationToken);
+    }
+}
+
 /// <summary>All indexer consumers share the "indexer" endpoint (one queue where the store lives).</summary>
 public sealed class ImageEmbeddedConsumerDefinition : ConsumerDefinition<ImageEmbeddedConsumer>
 {
@@ -62,6 +79,11 @@ public sealed class ImageIngestionFailedConsumerDefinition : ConsumerDefinition<
     protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
         IConsumerConfigurator<ImageIngestionFailedConsumer> consumerConfigurator, IRegistrationContext context) =>
         endpointConfigurator.UseMessageRetry(r => r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+}
+
+public sealed class ImageAddedFaultConsumerDefinition : ConsumerDefinition<ImageAddedFaultConsumer>
+{
+    public ImageAddedFaultConsumerDefinition() => EndpointName = "indexer";
 }
 
 public sealed class ImageRemovedConsumerDefinition : ConsumerDefinition<ImageRemovedConsumer>

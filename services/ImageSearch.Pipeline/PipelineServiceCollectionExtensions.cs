@@ -76,6 +76,7 @@ public static class PipelineServiceCollectionExtensions
                 x.AddConsumer<ImageEmbeddedConsumer, ImageEmbeddedConsumerDefinition>();
                 x.AddConsumer<ImageIngestionFailedConsumer, ImageIngestionFailedConsumerDefinition>();
                 x.AddConsumer<ImageRemovedConsumer, ImageRemovedConsumerDefinition>();
+                x.AddConsumer<ImageAddedFaultConsumer, ImageAddedFaultConsumerDefinition>();
                 x.AddConsumer<LibraryFilesConsumer>();
             }
 

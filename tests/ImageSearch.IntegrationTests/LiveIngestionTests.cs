@@ -12,7 +12,8 @@ public sealed class LiveIngestionTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var library = TestPaths.MakeLibrary(root, 3);
-        gateway = await GatewayProcess.StartAsync(library, Path.Combine(root, "db"), "--Library:RescanInterval=00:00:10").ConfigureAwait(false);
+        // A file limit above what can be read into memory, so the unreadable-file test reaches the reader.
+        gateway = await GatewayProcess.StartAsync(library, Path.Combine(root, "db"), "--Library:RescanInterval=00:00:10", "--Library:MaxFileBytes=8000000000").ConfigureAwait(false);
         await WaitForAsync(s => s.Indexed == 8 && s.Pending == 0, "the initial 8 photos").ConfigureAwait(false);
     }
 
@@ -57,6 +58,23 @@ public sealed class LiveIngestionTests : IAsyncLifetime
         // Replacing a broken file by a good one under the same name clears the failure.
         File.Copy(Path.Combine(TestPaths.Photos, "nature-moon.jpg"), Path.Combine(gateway.Library, "broken.jpg"), overwrite: true);
         await WaitForAsync(s => s.Failed == 0 && s.Indexed == 9, "the replaced file to be indexed");
+    }
+
+    [Fact]
+    public async Task A_file_that_keeps_failing_after_retries_is_reported_failed_not_left_pending()
+    {
+        // A sparse 3 GB file: .NET refuses to read more than 2 GB into an array, on every retry.
+        var huge = Path.Combine(gateway.Library, "huge.jpg");
+        await using (var f = File.Create(huge))
+        {
+            f.SetLength(3L * 1024 * 1024 * 1024);
+        }
+
+        await WaitForAsync(s => s.Failed == 1 && s.Pending == 0, "the unreadable file to be reported failed");
+        var failure = (await gateway.Client.GetFromJsonAsync<JsonElement>("api/status")).GetProperty("failures")[0];
+        Assert.Equal("huge.jpg", failure.GetProperty("path").GetString());
+        Assert.Contains("after retries", failure.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Equal(8, (await StatusAsync()).Indexed);
     }
 
     [Fact]
