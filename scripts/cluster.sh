@@ -62,11 +62,11 @@ case $cmd in
     # Callers that already ran setup (the test suite, bench cluster) skip it: a rebuild here would
     # replace binaries that their other processes are running.
     [[ -n "${IMAGESEARCH_SKIP_SETUP:-}" ]] || "$root/scripts/setup.sh" --quiet
+    trap 'echo "cluster: start failed, stopping what started" >&2; stop_all' ERR
     amqp=$(broker start --port 0 | head -1)
     set -a; . "$root/deploy/cluster.env"; set +a
     mgmt=$(broker url --management | sed "s|http://|http://guest:guest@|")
     export Bus__RabbitMqUrl="$amqp" Bus__ManagementUrl="$mgmt" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
-    trap 'echo "cluster: start failed, stopping what started" >&2; stop_all' ERR
     qport=$(free_port)
     start query "$(bin Query)" --urls "http://127.0.0.1:$qport"
     wait_healthy "http://127.0.0.1:$qport" query

@@ -29,7 +29,13 @@ public sealed class DistributedTests : IAsyncLifetime
         var port = TestPaths.FreePort();
         var (code, stdout, stderr) = await RunScriptAsync("cluster.sh", "up", "--watch", library, "--workers", "3", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--db", Path.Combine(root, "db"), "--state", state).ConfigureAwait(false);
-        Assert.True(code == 0, $"cluster up failed:\n{stdout}\n{stderr}");
+        if (code != 0)
+        {
+            // xunit does not call DisposeAsync when InitializeAsync fails: stop what did start here.
+            await RunScriptAsync("cluster.sh", "down", "--state", state).ConfigureAwait(false);
+            Assert.Fail($"cluster up failed:\n{stdout}\n{stderr}");
+        }
+
         client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(1) };
     }
 
