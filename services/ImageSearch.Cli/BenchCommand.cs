@@ -146,11 +146,8 @@ internal static class BenchCommand
             var knn = new List<double>();
             foreach (var q in set.Instance.Take(count))
             {
-                var t = Stopwatch.GetTimestamp();
-                var bytes = await File.ReadAllBytesAsync(Path.Combine(root, q.QueryPath), ct).ConfigureAwait(false);
-                var box = string.IsNullOrEmpty(q.Box) ? (BoundingBox?)null : BoundingBox.Parse(q.Box);
-                var result = await search.SearchAsync(new ImageQuery(bytes, box, 10), ct).ConfigureAwait(false);
-                total.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                var (result, milliseconds) = await EvalCommand.RunTimedAsync(search, root, q, 10, ct).ConfigureAwait(false);
+                total.Add(milliseconds);
                 knn.Add(result.SearchMilliseconds);
             }
 

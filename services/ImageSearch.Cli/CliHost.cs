@@ -91,11 +91,16 @@ internal static class CliHost
         return File.Exists(file) ? File.ReadAllText(file).Trim() : null;
     }
 
-    /// <summary>Records which folder an index covers, and remembers it as the default index for later commands.</summary>
+    /// <summary>Records which folder an index covers.</summary>
     public static void RecordLibrary(string db, string libraryRoot)
     {
         Directory.CreateDirectory(db);
         File.WriteAllText(Path.Combine(db, "library-root.txt"), Path.GetFullPath(libraryRoot) + "\n");
+    }
+
+    /// <summary>Makes <paramref name="db"/> the index later commands use when no --db is given.</summary>
+    public static void RememberAsDefault(string db)
+    {
         Directory.CreateDirectory(Path.GetDirectoryName(LastIndexFile)!);
         File.WriteAllText(LastIndexFile, Path.GetFullPath(db) + "\n");
     }

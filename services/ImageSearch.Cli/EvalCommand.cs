@@ -54,11 +54,8 @@ internal static class EvalCommand
                 var top = parse.GetValue(depth);
                 foreach (var q in queries)
                 {
-                    var t = Stopwatch.GetTimestamp();
-                    var bytes = await File.ReadAllBytesAsync(Path.Combine(root, q.QueryPath), ct).ConfigureAwait(false);
-                    var box = string.IsNullOrEmpty(q.Box) ? (BoundingBox?)null : BoundingBox.Parse(q.Box);
-                    var result = await search.SearchAsync(new ImageQuery(bytes, box, top), ct).ConfigureAwait(false);
-                    latencies.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                    var (result, milliseconds) = await RunTimedAsync(search, root, q, top, ct).ConfigureAwait(false);
+                    latencies.Add(milliseconds);
                     ranked[q.QueryId] = result.Hits.Select(h => h.Payload.Path).ToList();
                     var rank = 0;
                     foreach (var h in result.Hits)
@@ -96,6 +93,16 @@ internal static class EvalCommand
             }
         });
         return command;
+    }
+
+    /// <summary>One benchmark query, end to end in the process: read the file, decode, crop to its box, embed, k-NN.</summary>
+    public static async Task<(SearchResult Result, double Milliseconds)> RunTimedAsync(SearchService search, string benchRoot, BenchQuery query, int top, CancellationToken ct)
+    {
+        var t = Stopwatch.GetTimestamp();
+        var bytes = await File.ReadAllBytesAsync(Path.Combine(benchRoot, query.QueryPath), ct).ConfigureAwait(false);
+        var box = string.IsNullOrEmpty(query.Box) ? (BoundingBox?)null : BoundingBox.Parse(query.Box);
+        var result = await search.SearchAsync(new ImageQuery(bytes, box, top), ct).ConfigureAwait(false);
+        return (result, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
     }
 
     public static double Percentile(IReadOnlyList<double> sorted, double p) =>

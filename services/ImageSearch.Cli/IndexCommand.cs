@@ -26,6 +26,9 @@ internal static class IndexCommand
 
             var db = parse.GetValue(CliHost.Db) ?? CliHost.DefaultDb(root);
             var summary = await RunAsync(parse, root, db, progress: !Console.IsOutputRedirected, ct).ConfigureAwait(false);
+
+            // Only an explicit index run becomes the default for search; eval and bench build their own.
+            CliHost.RememberAsDefault(db);
             Console.WriteLine($"indexed {summary.Indexed} images ({summary.Failed} failed) in {summary.Seconds:F1} s, {summary.Announced / Math.Max(summary.Seconds, 1e-9):F1} files/s; index: {db}");
             foreach (var f in summary.Failures.Take(20))
             {
