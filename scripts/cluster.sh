@@ -63,7 +63,8 @@ case $cmd in
     # replace binaries that their other processes are running.
     [[ -n "${IMAGESEARCH_SKIP_SETUP:-}" ]] || "$root/scripts/setup.sh" --quiet
     trap 'echo "cluster: start failed, stopping what started" >&2; stop_all' ERR
-    amqp=$(broker start --port 0 | head -1)
+    # sed reads to the end (head would close the pipe early: SIGPIPE under pipefail is a failure).
+    amqp=$(broker start --port 0 | sed -n 1p)
     set -a; . "$root/deploy/cluster.env"; set +a
     mgmt=$(broker url --management | sed "s|http://|http://guest:guest@|")
     export Bus__RabbitMqUrl="$amqp" Bus__ManagementUrl="$mgmt" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"

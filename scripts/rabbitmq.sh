@@ -2,7 +2,7 @@
 # shellcheck disable=SC2015  # 'A && B || C' is used on purpose (C = a fallback value)
 # A private, local RabbitMQ broker for tests, the local cluster and benchmarks.
 #
-#   scripts/rabbitmq.sh start|stop|status|restart|url|env|ctl
+#   scripts/rabbitmq.sh install|start|stop|status|restart|url|env|ctl
 #       [--dir DIR] [--name NAME] [--port N] [--management-port N]
 #
 # Each broker lives wholly in DIR (default <repo>/.cache/rabbitmq/NAME, NAME defaults to
@@ -12,6 +12,7 @@
 # brokers coexist with each other and with a system-wide RabbitMQ. User guest/guest (loopback
 # only, RabbitMQ's default). The management plugin (HTTP API: queue depths) is enabled.
 #
+#   install  installs rabbitmq-server with apt when missing (root); starts nothing.
 #   start    installs rabbitmq-server with apt when missing (root), starts the broker in the
 #            background, waits until it is up (rabbitmqctl await_startup), then prints two lines
 #            on stdout: the AMQP URL and the management URL. Already running: prints them, exit 0.
@@ -44,14 +45,14 @@ die() { echo "$prog: error: $1" >&2; exit "${2:-1}"; }
 now() { echo "${EPOCHREALTIME/,/.}"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 usage() {
-  sed -n '3,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 # ---------------------------------------------------------------------------------------------
 # Arguments
 cmd=${1:-}; [[ $# -gt 0 ]] && shift
-case $cmd in start|stop|status|restart|url|env|ctl) ;; -h|--help|help) usage ;; *) usage ;; esac
+case $cmd in install|start|stop|status|restart|url|env|ctl) ;; -h|--help|help) usage ;; *) usage ;; esac
 opt_dir="" opt_name="" opt_port="" opt_mgmt="" opt_url_mgmt=0 ctl_args=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -414,6 +415,7 @@ lock() {
 }
 
 case $cmd in
+  install) ensure_installed ;;
   start) lock; do_start ;;
   stop) [[ -d $DIR ]] || { say "$NODE is not running (no $DIR)"; exit 0; }; lock; do_stop ;;
   restart)

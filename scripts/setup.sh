@@ -101,8 +101,10 @@ if [[ $want_gpu == 1 ]]; then
   fi
 fi
 
-# 8. Test photos (real photos from a pinned Debian package).
+# 8. Test photos (real photos from a pinned Debian package) and the RabbitMQ server that the
+#    distributed tests start privately (installed here so a failure shows in setup, not in a test).
 if [[ $want_test == 1 ]]; then
   bash scripts/fetch-test-data.sh
+  bash scripts/rabbitmq.sh install
 fi
 exit 0

@@ -12,9 +12,22 @@ for proj in tests/*/*.csproj; do
   dotnet test "$proj" -c Release --no-build --nologo -v:quiet \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results" "$@" || status=1
 done
-# Sum the counters of every TRX file into the closing line.
+# Print each failed test with its message and output (CI shows only this log), then sum the
+# counters of every TRX file into the closing line.
 python3 - "$results" <<'PY'
 import glob, re, sys
+import xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for path in sorted(glob.glob(sys.argv[1] + "/*.trx")):
+    for r in ET.parse(path).getroot().iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") not in ("Failed", "Error", "Timeout"):
+            continue
+        print(f"\n---- FAILED {r.get('testName')} ({r.get('duration')})")
+        for tag in ("ErrorInfo/t:Message", "ErrorInfo/t:StackTrace", "StdOut"):
+            e = r.find("t:Output/t:" + tag, ns)
+            if e is not None and e.text:
+                text = e.text.strip()
+                print(text if len(text) <= 6000 else text[:3000] + "\n[...]\n" + text[-3000:])
 p = f = s = 0
 for path in glob.glob(sys.argv[1] + "/*.trx"):
     m = re.search(r'<Counters [^>]*', open(path, encoding="utf-8").read())
