@@ -71,8 +71,10 @@ fi
 # 6. Calibration learned once per model on photos outside the benchmarks: centring plus
 # PCA-whitening to 512 dimensions (the choice is measured in docs/QUALITY.md).
 calibration_args=(--whiten --dims 512)
+imaging_fp=$(find services/ImageSearch.Imaging -name '*.cs' -not -path '*/bin/*' -not -path '*/obj/*' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-64)
 for m in "${models[@]}"; do
-  cal_fp=$(echo "${calibration_args[*]} $model_fp $(fingerprint tests/fixtures/calibration-photos.sha256)" | sha256sum | cut -c1-64)
+  # The decoder's code is part of the fingerprint: calibration must see the same pixels as queries.
+  cal_fp=$(echo "${calibration_args[*]} $model_fp $(fingerprint tests/fixtures/calibration-photos.sha256) $imaging_fp" | sha256sum | cut -c1-64)
   if ! stamp_ok "calibration-$m" "$cal_fp" || [[ ! -f models/$m/calibration.bin ]]; then
     bash scripts/fetch-calibration.sh >/dev/null
     say "calibrating $m"

@@ -40,8 +40,18 @@ public sealed class EmbeddingOptions
     /// <summary>CUDA device ordinal used when <see cref="Device"/> is "cuda".</summary>
     public int CudaDeviceId { get; set; }
 
-    /// <summary>Threads ONNX Runtime uses inside one operator; 0 means one per logical processor.</summary>
+    /// <summary>
+    /// Threads ONNX Runtime uses inside one operator for a single image (a query: latency counts);
+    /// 0 means one per logical processor.
+    /// </summary>
     public int IntraOpThreads { get; set; }
+
+    /// <summary>
+    /// Threads inside one operator for a batch of images (ingestion: throughput counts), on the CPU;
+    /// 0 means one per logical processor. Default 1: ingestion runs several batches at once, each on
+    /// its own core, which beats splitting every operator across cores that the decoder also uses.
+    /// </summary>
+    public int BatchIntraOpThreads { get; set; } = 1;
 
     /// <summary>Most images sent to the model in one run; larger requests are split.</summary>
     public int BatchSize { get; set; } = 16;
@@ -59,6 +69,9 @@ public sealed class EmbeddingOptions
 
     /// <summary>The intra-op thread count actually used.</summary>
     internal int EffectiveIntraOpThreads => IntraOpThreads > 0 ? IntraOpThreads : Environment.ProcessorCount;
+
+    /// <summary>The intra-op thread count used for batches.</summary>
+    internal int EffectiveBatchIntraOpThreads => BatchIntraOpThreads > 0 ? BatchIntraOpThreads : Environment.ProcessorCount;
 
     /// <summary>Every problem with these settings, empty when they are valid.</summary>
     public IReadOnlyList<string> Validate()
@@ -87,6 +100,11 @@ public sealed class EmbeddingOptions
         if (IntraOpThreads is < 0 or > 1024)
         {
             errors.Add(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{nameof(IntraOpThreads)} must be within [0, 1024] (got {IntraOpThreads}); 0 uses every processor."));
+        }
+
+        if (BatchIntraOpThreads is < 0 or > 1024)
+        {
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{nameof(BatchIntraOpThreads)} must be within [0, 1024] (got {BatchIntraOpThreads}); 0 uses every processor."));
         }
 
         if (BatchSize is < 1 or > 1024)

@@ -16,8 +16,14 @@ namespace ImageSearch.Embedding;
 /// whitened by that calibration, then L2-normalised.
 /// </summary>
 /// <remarks>
-/// One <see cref="InferenceSession"/> serves all callers (its Run is thread-safe); each call packs
-/// its own input buffer, so concurrent calls only contend for ONNX Runtime's intra-op threads.
+/// Sessions are thread-safe (Run may be called concurrently); each call packs its own input buffer.
+/// On the CPU there are two sessions over the same model, chosen by the size of the call: a single
+/// image (a query) runs on the latency session, which spreads each operator over
+/// <see cref="EmbeddingOptions.IntraOpThreads"/> threads; a batch (ingestion) runs on the
+/// throughput session with <see cref="EmbeddingOptions.BatchIntraOpThreads"/> threads, by default
+/// one, so that concurrent batches each keep one core busy instead of meeting at a barrier after
+/// every operator (measured in docs/BENCHMARKS.md: on 2 cores an intra-op-parallel run lost half
+/// its speed to a decoder sharing the cores). The throughput session is created on first use.
 /// Disposing while calls are in flight is not supported.
 /// </remarks>
 public sealed class OnnxEmbedder : IEmbedder
@@ -31,6 +37,8 @@ public sealed class OnnxEmbedder : IEmbedder
     private readonly ModelManifest manifest;
     private readonly SessionOptions sessionOptions;
     private readonly InferenceSession session;
+    private readonly Lazy<InferenceSession> batchSession;
+    private readonly SessionOptions? batchSessionOptions;
     private readonly string[] inputNames;
     private readonly string[] outputNames;
     private readonly int batchSize;
@@ -62,10 +70,16 @@ public sealed class OnnxEmbedder : IEmbedder
         inputNames = [manifest.Input.Name];
         outputNames = [manifest.Output.Name];
         RawModel = new EmbeddingModelInfo(manifest.Name, manifest.Version, manifest.Output.Dimensions, manifest.Input.Width, manifest.Input.Height);
-        sessionOptions = CreateSessionOptions(options, nativeDirectory);
+        sessionOptions = CreateSessionOptions(options, nativeDirectory, options.EffectiveIntraOpThreads);
+        batchSessionOptions = options.UsesCuda || options.EffectiveBatchIntraOpThreads == options.EffectiveIntraOpThreads
+            ? null
+            : CreateSessionOptions(options, nativeDirectory, options.EffectiveBatchIntraOpThreads);
+        batchSession = batchSessionOptions is null
+            ? new Lazy<InferenceSession>(() => session!)
+            : new Lazy<InferenceSession>(() => CreateSession(modelPath, options, batchSessionOptions), LazyThreadSafetyMode.ExecutionAndPublication);
         try
         {
-            session = CreateSession(modelPath, options);
+            session = CreateSession(modelPath, options, sessionOptions);
             CheckSignature();
             Calibration = LoadCalibration();
         }
@@ -73,6 +87,7 @@ public sealed class OnnxEmbedder : IEmbedder
         {
             session?.Dispose();
             sessionOptions.Dispose();
+            batchSessionOptions?.Dispose();
             throw;
         }
 
@@ -82,8 +97,9 @@ public sealed class OnnxEmbedder : IEmbedder
             : RawModel with { Version = $"{manifest.Version}+cal.{Calibration.Fingerprint}", Dimensions = Calibration.OutputDimensions };
 
         this.logger.LogInformation(
-            "Embedding model {Model} ({Dimensions}-d, input {Width}x{Height}) runs on {Device} with {Threads} intra-op threads, batch {BatchSize}; ONNX Runtime {OrtVersion} from {NativeLibrary}",
-            Model.Key, Model.Dimensions, Model.InputWidth, Model.InputHeight, Device, options.EffectiveIntraOpThreads, batchSize,
+            "Embedding model {Model} ({Dimensions}-d, input {Width}x{Height}) runs on {Device} with {Threads} intra-op threads per query and {BatchThreads} per batch, batch {BatchSize}; ONNX Runtime {OrtVersion} from {NativeLibrary}",
+            Model.Key, Model.Dimensions, Model.InputWidth, Model.InputHeight, Device, options.EffectiveIntraOpThreads,
+            batchSessionOptions is null ? options.EffectiveIntraOpThreads : options.EffectiveBatchIntraOpThreads, batchSize,
             OrtEnv.Instance().GetVersionString(), NativeLibraryPath);
         if (Calibration is null)
         {
@@ -160,9 +176,10 @@ public sealed class OnnxEmbedder : IEmbedder
         }
 
         var result = new float[images.Count][];
+        var runner = images.Count > 1 ? batchSession.Value : session;
         for (var start = 0; start < images.Count; start += batchSize)
         {
-            RunBatch(images, start, Math.Min(batchSize, images.Count - start), result);
+            RunBatch(runner, images, start, Math.Min(batchSize, images.Count - start), result);
         }
 
         return result;
@@ -176,11 +193,21 @@ public sealed class OnnxEmbedder : IEmbedder
             return;
         }
 
+        if (batchSessionOptions is not null)
+        {
+            if (batchSession.IsValueCreated)
+            {
+                batchSession.Value.Dispose();
+            }
+
+            batchSessionOptions.Dispose();
+        }
+
         session.Dispose();
         sessionOptions.Dispose();
     }
 
-    private void RunBatch(IReadOnlyList<RgbImage> images, int start, int count, float[][] result)
+    private void RunBatch(InferenceSession runner, IReadOnlyList<RgbImage> images, int start, int count, float[][] result)
     {
         var imageLength = 3 * manifest.Input.Width * manifest.Input.Height;
         var dims = manifest.Output.Dimensions;
@@ -197,7 +224,7 @@ public sealed class OnnxEmbedder : IEmbedder
                 input.AsMemory(0, count * imageLength), [count, 3, manifest.Input.Height, manifest.Input.Width]);
             using var outputValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
                 output.AsMemory(0, count * dims), [count, dims]);
-            session.Run(null, inputNames, [inputValue], outputNames, [outputValue]);
+            runner.Run(null, inputNames, [inputValue], outputNames, [outputValue]);
 
             for (var i = 0; i < count; i++)
             {
@@ -245,13 +272,13 @@ public sealed class OnnxEmbedder : IEmbedder
         }
     }
 
-    private SessionOptions CreateSessionOptions(EmbeddingOptions options, string nativeDirectory)
+    private SessionOptions CreateSessionOptions(EmbeddingOptions options, string nativeDirectory, int intraOpThreads)
     {
         var result = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            IntraOpNumThreads = options.EffectiveIntraOpThreads,
+            IntraOpNumThreads = intraOpThreads,
             // The graphs are a single chain of operators: there is nothing to run in parallel between them.
             InterOpNumThreads = 1,
         };
@@ -312,11 +339,11 @@ public sealed class OnnxEmbedder : IEmbedder
         }
     }
 
-    private InferenceSession CreateSession(string modelPath, EmbeddingOptions options)
+    private InferenceSession CreateSession(string modelPath, EmbeddingOptions options, SessionOptions with)
     {
         try
         {
-            return new InferenceSession(modelPath, sessionOptions);
+            return new InferenceSession(modelPath, with);
         }
         catch (OnnxRuntimeException ex) when (options.UsesCuda)
         {

@@ -64,7 +64,7 @@ public sealed class VipsImageDecoder : IImageDecoder
         using var session = DecodeSession.Open(data, limits ?? DecodeLimits.Default);
         var info = session.Info;
         var clamped = region?.ClampTo(info.Width, info.Height);
-        var pixels = session.ToRgb(session.Render(clamped ?? new BoundingBox(0, 0, info.Width, info.Height), width, height));
+        var pixels = session.RenderPixels(clamped ?? new BoundingBox(0, 0, info.Width, info.Height), width, height);
         return new PreparedImage(pixels, info, clamped);
     }
 
@@ -73,7 +73,9 @@ public sealed class VipsImageDecoder : IImageDecoder
     {
         CheckSide(maxSide);
         using var session = DecodeSession.Open(data, limits ?? DecodeLimits.Default);
-        return session.ToRgb(RenderFit(session, maxSide));
+        var info = session.Info;
+        var (width, height) = FitWithin(info.Width, info.Height, maxSide);
+        return session.RenderPixels(new BoundingBox(0, 0, info.Width, info.Height), width, height);
     }
 
     /// <inheritdoc />

@@ -44,11 +44,18 @@ public sealed class IngestOptions
     [Range(typeof(TimeSpan), "00:00:00", "00:00:10")]
     public TimeSpan BatchWait { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Batches in flight at once (one decodes while another runs the model).</summary>
+    /// <summary>
+    /// Batches in flight at once; default one per processor (at least 2). Each batch decodes and
+    /// then runs the model on its own thread, so on the CPU every core does useful work without
+    /// the barriers of splitting one batch across cores (see EmbeddingOptions.BatchIntraOpThreads).
+    /// </summary>
     [Range(1, 64)]
-    public int ConcurrentBatches { get; set; } = 2;
+    public int ConcurrentBatches { get; set; } = Math.Max(2, Environment.ProcessorCount);
 
-    /// <summary>Threads decoding images within one batch; 0 = processor count.</summary>
+    /// <summary>
+    /// Threads decoding images within one batch; 0 = processor count. Default 1: the concurrent
+    /// batches already spread decoding over the cores.
+    /// </summary>
     [Range(0, 256)]
-    public int DecodeThreads { get; set; }
+    public int DecodeThreads { get; set; } = 1;
 }

@@ -110,16 +110,7 @@ internal sealed unsafe class DecodeSession : IDisposable
 
         if (partial)
         {
-            // Shrink-on-load scaled the whole image; scale the box the same way (the loaded size is
-            // rounded, so use the actual ratio, not the nominal factor).
-            var fx = (double)image.Width / StoredWidth;
-            var fy = (double)image.Height / StoredHeight;
-            var left = Math.Clamp((int)Math.Round(stored.X * fx), 0, image.Width - 1);
-            var top = Math.Clamp((int)Math.Round(stored.Y * fy), 0, image.Height - 1);
-            var right = Math.Clamp((int)Math.Round((stored.X + stored.Width) * fx), left + 1, image.Width);
-            var bottom = Math.Clamp((int)Math.Round((stored.Y + stored.Height) * fy), top + 1, image.Height);
-            image = Own(VipsNative.ExtractArea(image, out var cropped, left, top, right - left, bottom - top, IntPtr.Zero),
-                cropped, "cropping");
+            image = Crop(image, stored);
         }
 
         // The box is cropped in the stored frame; thumbnail_image reads the orientation the crop
@@ -135,6 +126,110 @@ internal sealed unsafe class DecodeSession : IDisposable
         }
 
         return image;
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="region"/> of the oriented image resized to exactly
+    /// <paramref name="width"/> x <paramref name="height"/>, upright, packed 8-bit RGB: the model's
+    /// input. libvips decodes (at reduced size where the format allows), crops and box-shrinks by
+    /// whole factors to within 2-4x of the target, all on the calling thread; the final antialiased
+    /// resize and the EXIF rotation of the small result are done by <see cref="Resampler"/>.
+    /// </summary>
+    public RgbImage RenderPixels(BoundingBox region, int width, int height)
+    {
+        var stored = ExifOrientation.ToStored(region, Orientation, StoredWidth, StoredHeight);
+        var swap = ExifOrientation.SwapsAxes(Orientation);
+        var (targetWidth, targetHeight) = swap ? (height, width) : (width, height);
+        partial = stored != new BoundingBox(0, 0, StoredWidth, StoredHeight);
+        var image = LoadReduced(stored, targetWidth, targetHeight);
+        if (partial)
+        {
+            image = Crop(image, stored);
+        }
+
+        // Formats without shrink-on-load (PNG, TIFF, GIF, HEIF) and big boxes: a box filter by whole
+        // factors bounds what is fetched to less than 4x the target per axis.
+        var hshrink = Math.Max(1, image.Width / (2 * targetWidth));
+        var vshrink = Math.Max(1, image.Height / (2 * targetHeight));
+        if (hshrink > 1 || vshrink > 1)
+        {
+            image = Own(VipsNative.Shrink(image, out var shrunk, hshrink, vshrink, IntPtr.Zero), shrunk, "shrinking");
+        }
+
+        image = ToSrgb8(image);
+        var (pixels, loadedWidth, loadedHeight) = Fetch(image);
+        VerifyWholeImageIfPartial();
+        var resized = Resampler.Resize(pixels, loadedWidth, loadedHeight, targetWidth, targetHeight, Kernel);
+        var (upright, uprightWidth, uprightHeight) = Resampler.Orient(resized, targetWidth, targetHeight, Orientation);
+        return new RgbImage(uprightWidth, uprightHeight, upright);
+    }
+
+    /// <summary>
+    /// The filter of <see cref="RenderPixels"/>: the tent (antialiased bilinear). Measured on the
+    /// development benchmark against libvips' lanczos3 thumbnail: the same retrieval quality
+    /// (instance mAP 0.884 vs 0.878, category P@10 0.575 vs 0.584) at a fraction of the cost.
+    /// </summary>
+    internal const ResampleKernel Kernel = ResampleKernel.Triangle;
+
+    /// <summary>Computes every pixel of <paramref name="image"/> (3-band uchar) on this thread and copies them out.</summary>
+    private (byte[] Pixels, int Width, int Height) Fetch(VipsImageHandle image)
+    {
+        var (width, height) = (image.Width, image.Height);
+        var region = VipsNative.RegionNew(image);
+        if (region == IntPtr.Zero)
+        {
+            throw Failure("decoding pixels");
+        }
+
+        IntPtr memory;
+        nuint size;
+        try
+        {
+            memory = VipsNative.RegionFetch(region, 0, 0, width, height, out size);
+        }
+        finally
+        {
+            VipsNative.GObjectUnref(region);
+        }
+
+        if (memory == IntPtr.Zero)
+        {
+            throw Failure("decoding pixels");
+        }
+
+        try
+        {
+            var expected = (nuint)width * (nuint)height * 3;
+            if (size != expected)
+            {
+                throw new InvalidOperationException($"libvips fetched {size} bytes, expected {expected}.");
+            }
+
+            var pixels = GC.AllocateUninitializedArray<byte>((int)size);
+            new ReadOnlySpan<byte>((void*)memory, (int)size).CopyTo(pixels);
+            return (pixels, width, height);
+        }
+        finally
+        {
+            VipsNative.GFree(memory);
+        }
+    }
+
+    /// <summary>
+    /// Crops the stored-frame <paramref name="stored"/> box out of <paramref name="image"/>, which
+    /// shrink-on-load may have scaled: the box is scaled the same way (by the actual ratio, since the
+    /// loaded size is rounded).
+    /// </summary>
+    private VipsImageHandle Crop(VipsImageHandle image, BoundingBox stored)
+    {
+        var fx = (double)image.Width / StoredWidth;
+        var fy = (double)image.Height / StoredHeight;
+        var left = Math.Clamp((int)Math.Round(stored.X * fx), 0, image.Width - 1);
+        var top = Math.Clamp((int)Math.Round(stored.Y * fy), 0, image.Height - 1);
+        var right = Math.Clamp((int)Math.Round((stored.X + stored.Width) * fx), left + 1, image.Width);
+        var bottom = Math.Clamp((int)Math.Round((stored.Y + stored.Height) * fy), top + 1, image.Height);
+        return Own(VipsNative.ExtractArea(image, out var cropped, left, top, right - left, bottom - top, IntPtr.Zero),
+            cropped, "cropping");
     }
 
     /// <summary>Computes the pipeline and copies its packed RGB pixels out.</summary>
@@ -322,6 +417,16 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// </summary>
     private VipsImageHandle ToSrgb8(VipsImageHandle image)
     {
+        // 16-bit RGB and grey (alpha included) to 8 bits first, dividing by 257 and rounding
+        // (libvips' own 16-to-8 conversion shifts, i.e. truncates; the uchar output of linear truncates,
+        // hence the +0.5).
+        if (image.Interpretation is VipsNative.InterpretationRgb16 or VipsNative.InterpretationGrey16)
+        {
+            var eightBit = image.Interpretation == VipsNative.InterpretationRgb16 ? VipsNative.InterpretationSrgb : VipsNative.InterpretationBW;
+            image = Own(VipsNative.Linear1(image, out var scaled, 1.0 / 257, 0.5, "uchar", 1, IntPtr.Zero), scaled, "converting to 8 bits");
+            image = Own(VipsNative.CopyWithInterpretation(image, out var relabelled, "interpretation", eightBit, IntPtr.Zero), relabelled, "converting to 8 bits");
+        }
+
         if (image.Interpretation != VipsNative.InterpretationSrgb && VipsNative.ColourspaceIsSupported(image) != 0)
         {
             image = Own(VipsNative.Colourspace(image, out var srgb, VipsNative.InterpretationSrgb, IntPtr.Zero), srgb, "converting to sRGB");

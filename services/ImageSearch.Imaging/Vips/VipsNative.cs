@@ -170,7 +170,26 @@ internal static partial class VipsNative
     [LibraryImport(Vips, EntryPoint = "vips_avg")]
     internal static partial int Avg(VipsImageHandle input, out double average, IntPtr terminator);
 
+    /// <summary>vips_linear1(in, &amp;out, a, b, "uchar", TRUE, NULL): a * in + b, truncated and clipped to 8 bits.</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_linear1", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int Linear1(VipsImageHandle input, out VipsImageHandle output, double a, double b, string ucharName, int uchar, IntPtr terminator);
+
+    /// <summary>vips_shrink(in, &amp;out, hshrink, vshrink, NULL): box-filter shrink by (integer) factors.</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_shrink")]
+    internal static partial int Shrink(VipsImageHandle input, out VipsImageHandle output, double hshrink, double vshrink, IntPtr terminator);
+
     // ---- Output ----
+
+    /// <summary>A region on <paramref name="image"/> (a GObject: g_object_unref it before the image).</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_region_new")]
+    internal static partial IntPtr RegionNew(VipsImageHandle image);
+
+    /// <summary>
+    /// Computes an area of pixels on the calling thread (no thread pool) and returns a g_malloc'd
+    /// copy (free with g_free), or NULL on error.
+    /// </summary>
+    [LibraryImport(Vips, EntryPoint = "vips_region_fetch")]
+    internal static partial IntPtr RegionFetch(IntPtr region, int left, int top, int width, int height, out nuint length);
 
     /// <summary>Evaluates the pipeline into a g_malloc'd buffer (free with g_free), or NULL on error.</summary>
     [LibraryImport(Vips, EntryPoint = "vips_image_write_to_memory")]
