@@ -49,6 +49,9 @@ internal static class BenchCommand
 
                 var (bestBatch, modelRate) = MeasureModel(embedder, host.Service<IOptions<EmbeddingOptions>>().Value, parse.GetValue(seconds), ct);
                 var decodeRate = MeasureDecode(decoder, files, model, parse.GetValue(seconds), ct);
+                var pairRate = MeasureDecodeAndEmbed(decoder, embedder, files, model, parse.GetValue(seconds), ct);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"decode+embed without bus or index ({Environment.ProcessorCount} threads, each decoding 16 photos then embedding them): {pairRate:F1} images/s; ratio to raw model {pairRate / modelRate:F2} (the ceiling for end-to-end on these cores)"));
                 host.Dispose();
 
                 var summary = await IndexCommand.RunAsync(parse, gallery, db, progress: false, ct).ConfigureAwait(false);
@@ -163,6 +166,26 @@ internal static class BenchCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"decode+preprocess to {m.InputWidth}x{m.InputHeight}: {rate:F1} images/s on {Environment.ProcessorCount} threads ({rate / Environment.ProcessorCount:F1} per thread)"));
         return rate;
+    }
+
+    /// <summary>What decoding and the model reach together on these cores with nothing else running.</summary>
+    private static double MeasureDecodeAndEmbed(IImageDecoder decoder, IEmbedder embedder, string[] files, EmbeddingModelInfo m, double seconds, CancellationToken ct)
+    {
+        var bytes = files.Select(File.ReadAllBytes).ToArray();
+        var next = 0L;
+        var done = 0L;
+        var t = Stopwatch.GetTimestamp();
+        Parallel.For(0, Environment.ProcessorCount, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount, CancellationToken = ct }, _ =>
+        {
+            while (Stopwatch.GetElapsedTime(t).TotalSeconds < seconds)
+            {
+                var start = Interlocked.Add(ref next, 16) - 16;
+                var batch = Enumerable.Range(0, 16).Select(k => decoder.Prepare(bytes[(start + k) % bytes.Length], m.InputWidth, m.InputHeight).Pixels).ToArray();
+                embedder.Embed(batch);
+                Interlocked.Add(ref done, batch.Length);
+            }
+        });
+        return done / Stopwatch.GetElapsedTime(t).TotalSeconds;
     }
 
     private static async Task<(double P50, double P99, double KnnP50)> MeasureSearchAsync(ParseResult parse, string root, string gallery, string db, int count, CancellationToken ct)
