@@ -73,10 +73,10 @@ public sealed partial class ImageAddedConsumer(
             }
         }
 
-        foreach (var (message, waitMs) in embedded)
-        {
-            await context.Publish(message, p => p.Headers.Set(IngestionStats.QueueWaitHeader, waitMs), context.CancellationToken).ConfigureAwait(false);
-        }
+        // Concurrently: over RabbitMQ each publish waits for the broker's confirm, so one at a time
+        // would cost a round trip per image.
+        await Task.WhenAll(embedded.Select(e =>
+            context.Publish(e.Message, p => p.Headers.Set(IngestionStats.QueueWaitHeader, e.WaitMs), context.CancellationToken))).ConfigureAwait(false);
 
         await PublishAsync(context, failed).ConfigureAwait(false);
         await PublishAsync(context, removed).ConfigureAwait(false);
