@@ -58,6 +58,7 @@ public sealed partial class LibraryIndexer(
             var records = new Dictionary<ImageId, VectorRecord>();
             var present = new HashSet<ImageId>();
             var lost = new HashSet<ImageId>();
+            var linkedHere = accepted.ToLookup(i => ImageId.Parse(i.ImageId), i => i.Path);
             foreach (var item in accepted)
             {
                 var id = ImageId.Parse(item.ImageId);
@@ -83,9 +84,9 @@ public sealed partial class LibraryIndexer(
                     continue; // Already stored and reachable through another path.
                 }
 
-                if (item.VectorStored && existing!.Payload.Path == item.Path)
+                if (item.VectorStored && linkedHere[id].Contains(existing!.Payload.Path, StringComparer.Ordinal))
                 {
-                    continue; // The worker stored it for this path.
+                    continue; // A worker stored it for a path this batch links (copies: the last one written wins).
                 }
 
                 // Not yet stored, or stored but reachable through no path (a crash before the link, or a

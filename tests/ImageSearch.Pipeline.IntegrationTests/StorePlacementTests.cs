@@ -112,14 +112,13 @@ public sealed class StorePlacementTests : IDisposable
     public async Task The_indexer_links_the_paths_of_worker_stored_vectors_without_writing_them_again()
     {
         var (library, paths) = TestData.MakeLibrary(root, 3);
-        List<ImageEmbedded> messages;
-        await using (var worker = await PipelineHost.StartAsync(PipelineRoles.Ingest, library, Path.Combine(root, "worker-db"), qdrant))
-        {
-            var embedded = await worker.CaptureAsync<ImageEmbedded>("test-embedded");
-            await worker.AnnounceAsync(library, paths);
-            await TestData.UntilAsync(() => embedded.Count == paths.Length, "an ImageEmbedded per file");
-            messages = [.. embedded.Select(e => e.Message)];
-        }
+        // Two processes sharing the Qdrant (double); each has its own in-memory bus, so the worker's
+        // events are handed to the query service's indexer by the test.
+        await using var worker = await PipelineHost.StartAsync(PipelineRoles.Ingest, library, Path.Combine(root, "worker-db"), qdrant);
+        var embedded = await worker.CaptureAsync<ImageEmbedded>("test-embedded");
+        await worker.AnnounceAsync(library, paths);
+        await TestData.UntilAsync(() => embedded.Count == paths.Length, "an ImageEmbedded per file");
+        List<ImageEmbedded> messages = [.. embedded.Select(e => e.Message)];
 
         await using var query = await PipelineHost.StartAsync(PipelineRoles.Indexer | PipelineRoles.Query, library, Path.Combine(root, "query-db"), qdrant);
         Assert.False(query.Services.GetRequiredService<IOptions<IngestOptions>>().Value.UpsertDirectly);
