@@ -8,7 +8,24 @@ public sealed record ImageAdded(string Path, long SizeBytes, DateTimeOffset Modi
 /// <summary>Event: a file disappeared from the library.</summary>
 public sealed record ImageRemoved(string Path);
 
-/// <summary>Event: a worker computed the embedding of a file; the indexer stores it.</summary>
+/// <summary>
+/// Event: a worker computed the embedding of a file; the indexer links the path to the image and,
+/// unless <see cref="VectorStored"/>, stores the vector.
+/// </summary>
+/// <param name="Path">The file, relative to the library root.</param>
+/// <param name="ImageId">The point id: the first 128 bits of the file's SHA-256, hex.</param>
+/// <param name="Vector">The embedding; empty when <see cref="VectorStored"/>.</param>
+/// <param name="ModelKey">The embedding model's key (name, version, calibration).</param>
+/// <param name="SizeBytes">File size.</param>
+/// <param name="Width">Oriented width in pixels.</param>
+/// <param name="Height">Oriented height in pixels.</param>
+/// <param name="ContentHash">Full SHA-256 of the file, lowercase hex.</param>
+/// <param name="ModifiedAt">The file's modification time when it was read.</param>
+/// <param name="VectorStored">
+/// The worker already upserted the point (vector and payload) durably into the shared store (Qdrant),
+/// so the message carries no vector. False (the default, and what messages without the field read as)
+/// when the store is embedded in the indexer's process and the vector travels here.
+/// </param>
 public sealed record ImageEmbedded(
     string Path,
     string ImageId,
@@ -18,7 +35,8 @@ public sealed record ImageEmbedded(
     int Width,
     int Height,
     string ContentHash,
-    DateTimeOffset ModifiedAt);
+    DateTimeOffset ModifiedAt,
+    bool VectorStored = false);
 
 /// <summary>Event: a file could not be ingested for a reason retrying cannot fix.</summary>
 public sealed record ImageIngestionFailed(string Path, string Reason, long SizeBytes, DateTimeOffset ModifiedAt);

@@ -42,7 +42,9 @@ public static class ImageSearchHosting
 
     /// <summary>
     /// Adds the adapters (libvips decoder, ONNX Runtime embedder, embedded HNSW store and catalog)
-    /// and the pipeline roles this process hosts. Every deployable calls this one method.
+    /// and the pipeline roles this process hosts. Every deployable calls this one method. The store
+    /// lives with the indexer (embedded), or in Qdrant, shared by the indexer and the ingest workers,
+    /// which then upsert the vectors themselves (<see cref="IngestOptions.UpsertDirectly"/>).
     /// </summary>
     public static IHostApplicationBuilder AddImageSearch(this IHostApplicationBuilder builder, PipelineRoles roles)
     {
@@ -60,10 +62,11 @@ public static class ImageSearchHosting
             services.AddHostedService<EmbedderWarmup>();
         }
 
+        var qdrant = configuration.GetValue<StoreKind>(StoreKindKey) == StoreKind.Qdrant;
         if ((roles & (PipelineRoles.Indexer | PipelineRoles.Query)) != 0)
         {
             services.AddOptions<IndexOptions>().Bind(configuration.GetSection(IndexOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
-            if (configuration.GetValue<StoreKind>(StoreKindKey) == StoreKind.Qdrant)
+            if (qdrant)
             {
                 // Vectors in Qdrant; the catalog (paths, failures) stays a local SQLite file of this process.
                 services.AddQdrantVectorStore(configuration.GetSection("Qdrant"));
@@ -85,6 +88,20 @@ public static class ImageSearchHosting
             }
 
             services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
+        }
+        else if (roles.HasFlag(PipelineRoles.Ingest) && qdrant)
+        {
+            // A worker shares the Qdrant store (no catalog, no index folder); with the embedded store
+            // a worker has none and sends its vectors to the process that owns the index.
+            services.AddQdrantVectorStore(configuration.GetSection("Qdrant"));
+        }
+
+        if (roles.HasFlag(PipelineRoles.Ingest) && !roles.HasFlag(PipelineRoles.Indexer) && qdrant)
+        {
+            // The store is shared, so the worker upserts what it embeds (durably, before its batch is
+            // acknowledged) and the vectors do not cross the bus; the indexer only links paths. A
+            // default set before the section is bound: Ingest:UpsertDirectly=false sends them instead.
+            services.AddOptions<IngestOptions>().Configure(o => o.UpsertDirectly = true);
         }
 
         services.AddImageSearchPipeline(configuration, roles);

@@ -10,8 +10,11 @@ namespace ImageSearch.Pipeline;
 
 /// <summary>
 /// The ingest worker's handler: reads a batch of added files, decodes them in parallel, embeds them
-/// in one model call and publishes ImageEmbedded (or ImageIngestionFailed with the reason). It
-/// writes nothing itself, so redelivery is harmless. Transient I/O errors propagate so the bus
+/// in one model call and publishes ImageEmbedded (or ImageIngestionFailed with the reason). With
+/// <see cref="IngestOptions.UpsertDirectly"/> (a worker sharing a Qdrant store) it first upserts the
+/// new vectors itself, in one durable call per batch, and publishes the events without them; the
+/// batch is acknowledged only after both. Point ids derive from content, so redelivery is harmless:
+/// the stored point is found and reused. Transient I/O and store errors propagate so the bus
 /// retries; a broken image is a permanent failure and is reported, never retried.
 /// </summary>
 public sealed partial class ImageAddedConsumer(
@@ -21,6 +24,7 @@ public sealed partial class ImageAddedConsumer(
     IServiceProvider services,
     IOptions<IngestOptions> ingestOptions,
     IOptions<LibraryOptions> libraryOptions,
+    TimeProvider clock,
     ILogger<ImageAddedConsumer> logger) : IConsumer<Batch<ImageAdded>>
 {
     public async Task Consume(ConsumeContext<Batch<ImageAdded>> context)
@@ -50,6 +54,18 @@ public sealed partial class ImageAddedConsumer(
             }
         }
 
+        var upsertDirectly = ingestOptions.Value.UpsertDirectly;
+        if (upsertDirectly && toEmbed.Length > 0)
+        {
+            // Durable before anything is published or acknowledged. Items found in the store are
+            // not written again; the indexer links their paths (and repoints a stale payload).
+            var target = store ?? throw new InvalidOperationException($"{nameof(IngestOptions.UpsertDirectly)} needs a vector store in this process.");
+            var addedAt = clock.GetUtcNow();
+            await target.UpsertAsync(toEmbed.Select(i => new VectorRecord(i.Id, i.Vector!,
+                new ImagePayload(i.Message.Path, i.SizeBytes, i.Width, i.Height, i.ContentHash!, addedAt))).ToList(),
+                context.CancellationToken).ConfigureAwait(false);
+        }
+
         var embedded = new List<(ImageEmbedded Message, double WaitMs)>();
         var failed = new List<ImageIngestionFailed>();
         var removed = new List<ImageRemoved>();
@@ -68,8 +84,8 @@ public sealed partial class ImageAddedConsumer(
             }
             else
             {
-                embedded.Add((new ImageEmbedded(m.Path, item.Id.Value, item.Vector!, model.Key, item.SizeBytes,
-                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt), waits[i]));
+                embedded.Add((new ImageEmbedded(m.Path, item.Id.Value, upsertDirectly ? [] : item.Vector!, model.Key, item.SizeBytes,
+                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt, VectorStored: upsertDirectly), waits[i]));
             }
         }
 

@@ -4,12 +4,22 @@ using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Pipeline;
 
-/// <summary>Stores embeddings, in batches so that one durable commit covers many images.</summary>
+/// <summary>
+/// Stores embeddings, in batches so that one durable commit covers many images. A file whose
+/// worker-stored vector was deleted before it was linked is announced again (ImageAdded), before this
+/// batch is acknowledged, so a worker embeds it anew.
+/// </summary>
 public sealed class ImageEmbeddedConsumer(LibraryIndexer indexer, IngestionStats stats) : IConsumer<Batch<ImageEmbedded>>
 {
     public async Task Consume(ConsumeContext<Batch<ImageEmbedded>> context)
     {
-        await indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken).ConfigureAwait(false);
+        var again = await indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken).ConfigureAwait(false);
+        if (again.Count > 0)
+        {
+            await context.PublishBatch(again.DistinctBy(m => m.Path, StringComparer.Ordinal).Select(m => new ImageAdded(m.Path, m.SizeBytes, m.ModifiedAt)),
+                context.CancellationToken).ConfigureAwait(false);
+        }
+
         foreach (var m in context.Message)
         {
             if (m.Headers.Get<double>(IngestionStats.QueueWaitHeader) is { } wait)

@@ -58,4 +58,14 @@ public sealed class IngestOptions
     /// </summary>
     [Range(0, 256)]
     public int DecodeThreads { get; set; } = 1;
+
+    /// <summary>
+    /// The ingest handler upserts the vectors it computes into the vector store of its own process (one
+    /// durable upsert per batch, before the batch is acknowledged) and publishes ImageEmbedded without
+    /// them; the indexer then only links paths to images. The composition turns it on for a process
+    /// that hosts ingestion but not the indexer when the store is shared (Store:Kind=Qdrant), so vectors
+    /// do not cross the bus; otherwise the indexer, where the store lives, applies them. Needs a vector
+    /// store registered in the process (checked at start).
+    /// </summary>
+    public bool UpsertDirectly { get; set; }
 }

@@ -1,8 +1,10 @@
 using ImageSearch.Contracts;
+using ImageSearch.Core;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Pipeline;
 
@@ -41,6 +43,7 @@ public static class PipelineServiceCollectionExtensions
     {
         services.AddOptions<LibraryOptions>().Bind(configuration.GetSection(LibraryOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<IValidateOptions<IngestOptions>>(sp => new DirectUpsertValidator(roles, sp.GetRequiredService<IServiceProviderIsService>()));
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(_ => new IngestionProgress { Enabled = roles.HasFlag(PipelineRoles.Indexer) });
         services.AddOptions<BusOptions>().Bind(configuration.GetSection(BusOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
@@ -101,4 +104,14 @@ public static class PipelineServiceCollectionExtensions
         });
         return services;
     }
+}
+
+/// <summary>An ingest process that upserts directly must have a vector store to upsert into.</summary>
+internal sealed class DirectUpsertValidator(PipelineRoles roles, IServiceProviderIsService services) : IValidateOptions<IngestOptions>
+{
+    public ValidateOptionsResult Validate(string? name, IngestOptions options) =>
+        options.UpsertDirectly && roles.HasFlag(PipelineRoles.Ingest) && !services.IsService(typeof(IVectorStore))
+            ? ValidateOptionsResult.Fail($"{IngestOptions.Section}:{nameof(IngestOptions.UpsertDirectly)} is set but this process has no vector store " +
+                "(workers share one only with Store:Kind=Qdrant).")
+            : ValidateOptionsResult.Success;
 }
