@@ -53,8 +53,12 @@ public sealed class EmbeddingOptions
     /// </summary>
     public int BatchIntraOpThreads { get; set; } = 1;
 
-    /// <summary>Most images sent to the model in one run; larger requests are split.</summary>
-    public int BatchSize { get; set; } = 16;
+    /// <summary>
+    /// Most images sent to the model in one run; larger requests are split. 0 (default) picks by
+    /// device: on the CPU small runs whose activations stay in the cache (2, measured in
+    /// docs/BENCHMARKS.md), on CUDA 64.
+    /// </summary>
+    public int BatchSize { get; set; }
 
     /// <summary>
     /// Directory holding the ONNX Runtime native core (libonnxruntime.so or libonnxruntime.so.1) and,
@@ -69,6 +73,9 @@ public sealed class EmbeddingOptions
 
     /// <summary>The intra-op thread count actually used.</summary>
     internal int EffectiveIntraOpThreads => IntraOpThreads > 0 ? IntraOpThreads : Environment.ProcessorCount;
+
+    /// <summary>The run size actually used.</summary>
+    internal int EffectiveBatchSize => BatchSize > 0 ? BatchSize : UsesCuda ? 64 : 2;
 
     /// <summary>The intra-op thread count used for batches.</summary>
     internal int EffectiveBatchIntraOpThreads => BatchIntraOpThreads > 0 ? BatchIntraOpThreads : Environment.ProcessorCount;
@@ -107,9 +114,9 @@ public sealed class EmbeddingOptions
             errors.Add(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{nameof(BatchIntraOpThreads)} must be within [0, 1024] (got {BatchIntraOpThreads}); 0 uses every processor."));
         }
 
-        if (BatchSize is < 1 or > 1024)
+        if (BatchSize is < 0 or > 1024)
         {
-            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{nameof(BatchSize)} must be within [1, 1024] (got {BatchSize})."));
+            errors.Add(string.Create(CultureInfo.InvariantCulture, $"{SectionName}:{nameof(BatchSize)} must be within [0, 1024] (got {BatchSize}); 0 picks by device."));
         }
 
         if (OnnxRuntimeNativeDirectory is not null && string.IsNullOrWhiteSpace(OnnxRuntimeNativeDirectory))

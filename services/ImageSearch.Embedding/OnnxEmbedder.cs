@@ -56,7 +56,7 @@ public sealed class OnnxEmbedder : IEmbedder
         ArgumentNullException.ThrowIfNull(options);
         options.ThrowIfInvalid();
         this.logger = logger ?? (ILogger)NullLogger.Instance;
-        batchSize = options.BatchSize;
+        batchSize = options.EffectiveBatchSize;
         Device = options.UsesCuda ? EmbeddingOptions.CudaDevice : EmbeddingOptions.CpuDevice;
 
         ModelDirectory = Path.GetFullPath(Path.Combine(options.ModelsDirectory, options.Model));

@@ -197,12 +197,21 @@ public class OnnxEmbedderTests
     [Fact]
     public void InvalidOptions_ListEveryProblem()
     {
-        var options = new EmbeddingOptions { Model = "../x", Device = "tpu", BatchSize = 0, IntraOpThreads = -1, CudaDeviceId = -1 };
+        var options = new EmbeddingOptions { Model = "../x", Device = "tpu", BatchSize = -1, IntraOpThreads = -1, BatchIntraOpThreads = 2000, CudaDeviceId = -1 };
 
         var error = Assert.Throws<OptionsValidationException>(() => new OnnxEmbedder(options));
 
-        Assert.Equal(5, error.Failures.Count());
+        Assert.Equal(6, error.Failures.Count());
         Assert.Contains(error.Failures, f => f.Contains("Embedding:Device must be 'cpu' or 'cuda' (got 'tpu')", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Run_size_zero_picks_small_runs_on_the_cpu_and_large_ones_on_cuda()
+    {
+        Assert.Equal(2, new EmbeddingOptions().EffectiveBatchSize);
+        Assert.Equal(64, new EmbeddingOptions { Device = "cuda" }.EffectiveBatchSize);
+        Assert.Equal(7, new EmbeddingOptions { Device = "cuda", BatchSize = 7 }.EffectiveBatchSize);
+        Assert.Empty(new EmbeddingOptions().Validate());
     }
 
     [Fact]
