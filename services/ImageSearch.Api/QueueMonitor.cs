@@ -20,16 +20,58 @@ public sealed class QueueMonitorOptions
 /// Reads queue depths and consumer counts from the RabbitMQ management HTTP API, for status: how
 /// much ingestion is pending and how many workers consume it. Best effort: null when unavailable.
 /// </summary>
-public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<QueueMonitorOptions> options, ILogger<QueueMonitor> logger)
+public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<QueueMonitorOptions> options, ILogger<QueueMonitor> logger, TimeProvider? clock = null)
 {
     public const string HttpClientName = "rabbitmq-management";
 
+    /// <summary>
+    /// How long one answer of the management API is reused. The broker refreshes its queue
+    /// statistics every 5 s (collect_statistics_interval), so asking more often only costs the
+    /// broker CPU that ingestion needs: a status page polled by many clients makes one request.
+    /// </summary>
+    public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(2);
+
+    private readonly TimeProvider time = clock ?? TimeProvider.System;
+    private readonly SemaphoreSlim refresh = new(1, 1);
+    private (long At, IReadOnlyList<QueueDto>? Queues)? cached;
+
     public async Task<IReadOnlyList<QueueDto>?> GetQueuesAsync(CancellationToken ct)
     {
-        if (options.Value.ManagementUrl is not { Length: > 0 } url)
+        if (options.Value.ManagementUrl is not { Length: > 0 })
         {
             return null;
         }
+
+        if (Fresh() is { } hit)
+        {
+            return hit.Queues;
+        }
+
+        await refresh.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            // Callers that waited here get the answer the first one fetched.
+            if (Fresh() is { } shared)
+            {
+                return shared.Queues;
+            }
+
+            var queues = await FetchAsync(ct).ConfigureAwait(false);
+            cached = (time.GetTimestamp(), queues);
+            return queues;
+        }
+        finally
+        {
+            refresh.Release();
+        }
+    }
+
+    private (long At, IReadOnlyList<QueueDto>? Queues)? Fresh() =>
+        cached is { } c && time.GetElapsedTime(c.At) < CacheFor ? c : null;
+
+    private async Task<IReadOnlyList<QueueDto>?> FetchAsync(CancellationToken ct)
+    {
+        var url = options.Value.ManagementUrl!;
 
         try
         {

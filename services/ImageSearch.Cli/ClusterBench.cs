@@ -69,7 +69,7 @@ internal static class ClusterBench
                             (first, firstIndexed) = (Stopwatch.GetTimestamp(), indexed);
                         }
 
-                        await Task.Delay(50, ct).ConfigureAwait(false);
+                        await Task.Delay(100, ct).ConfigureAwait(false);
                     }
 
                     var seconds = Stopwatch.GetElapsedTime(up).TotalSeconds;
