@@ -11,6 +11,7 @@ internal static class SearchCommands
 {
     private static readonly Option<int> Top = new("--top") { Description = "Hits per query.", DefaultValueFactory = _ => 10 };
     private static readonly Option<bool> Exact = new("--exact") { Description = "Brute-force search instead of HNSW." };
+    private static readonly Option<bool> Regions = new("--regions") { Description = "Without --box: also search sliding windows of the query (finds a photo shown inside a larger scene)." };
 
     public static Command CreateSearch()
     {
@@ -21,6 +22,7 @@ internal static class SearchCommands
         command.Options.Add(box);
         command.Options.Add(Top);
         command.Options.Add(Exact);
+        command.Options.Add(Regions);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -59,7 +61,7 @@ internal static class SearchCommands
             try
             {
                 var bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false);
-                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact)), ct).ConfigureAwait(false);
+                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions)), ct).ConfigureAwait(false);
                 var rank = 0;
                 foreach (var hit in result.Hits)
                 {

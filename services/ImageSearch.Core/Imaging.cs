@@ -33,6 +33,14 @@ public interface IImageDecoder
     PreparedImage Prepare(ReadOnlyMemory<byte> data, int width, int height, BoundingBox? region = null, DecodeLimits? limits = null);
 
     /// <summary>
+    /// Decodes once and returns each of <paramref name="regions"/> (original-image pixels, clamped
+    /// to the image) resized to exactly <paramref name="width"/> x <paramref name="height"/>, in
+    /// order: many views of one query for the price of one decode. Throws
+    /// <see cref="InvalidImageException"/> for bad input.
+    /// </summary>
+    IReadOnlyList<RgbImage> PrepareRegions(ReadOnlyMemory<byte> data, int width, int height, IReadOnlyList<BoundingBox> regions, DecodeLimits? limits = null);
+
+    /// <summary>
     /// Decodes with orientation applied and returns the whole image shrunk so its longer side is at
     /// most <paramref name="maxSide"/> (never enlarged), as RGB pixels.
     /// </summary>

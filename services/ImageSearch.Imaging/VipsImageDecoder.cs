@@ -69,6 +69,52 @@ public sealed class VipsImageDecoder : IImageDecoder
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// The image is decoded once, at the smallest size at which every region still has at least
+    /// the target's pixels (never enlarged), then each region is cut out and resized by
+    /// <see cref="Resampler"/>.
+    /// </remarks>
+    public IReadOnlyList<RgbImage> PrepareRegions(ReadOnlyMemory<byte> data, int width, int height, IReadOnlyList<BoundingBox> regions, DecodeLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(regions);
+        CheckSide(width);
+        CheckSide(height);
+        using var session = DecodeSession.Open(data, limits ?? DecodeLimits.Default);
+        var info = session.Info;
+        var clamped = regions.Select(r => r.ClampTo(info.Width, info.Height)).ToArray();
+        if (clamped.Length == 0)
+        {
+            return [];
+        }
+
+        var scale = Math.Min(1.0, clamped.Max(r => Math.Max((double)width / r.Width, (double)height / r.Height)));
+        var wholeWidth = Math.Clamp((int)Math.Ceiling(info.Width * scale), 1, info.Width);
+        var wholeHeight = Math.Clamp((int)Math.Ceiling(info.Height * scale), 1, info.Height);
+        var whole = session.RenderPixels(new BoundingBox(0, 0, info.Width, info.Height), wholeWidth, wholeHeight);
+        var fx = (double)wholeWidth / info.Width;
+        var fy = (double)wholeHeight / info.Height;
+        var result = new RgbImage[clamped.Length];
+        for (var i = 0; i < clamped.Length; i++)
+        {
+            var r = clamped[i];
+            var left = Math.Clamp((int)Math.Round(r.X * fx), 0, wholeWidth - 1);
+            var top = Math.Clamp((int)Math.Round(r.Y * fy), 0, wholeHeight - 1);
+            var right = Math.Clamp((int)Math.Round((r.X + r.Width) * fx), left + 1, wholeWidth);
+            var bottom = Math.Clamp((int)Math.Round((r.Y + r.Height) * fy), top + 1, wholeHeight);
+            var (cw, ch) = (right - left, bottom - top);
+            var crop = new byte[cw * ch * 3];
+            for (var y = 0; y < ch; y++)
+            {
+                Array.Copy(whole.Pixels, (((top + y) * wholeWidth) + left) * 3, crop, y * cw * 3, cw * 3);
+            }
+
+            result[i] = new RgbImage(width, height, Resampler.Resize(crop, cw, ch, width, height));
+        }
+
+        return result;
+    }
+
+    /// <inheritdoc />
     public RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null)
     {
         CheckSide(maxSide);

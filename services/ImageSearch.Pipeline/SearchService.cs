@@ -5,7 +5,7 @@ using ImageSearch.Core;
 namespace ImageSearch.Pipeline;
 
 /// <summary>A query: image bytes, an optional region of interest, how many hits.</summary>
-public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false);
+public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false);
 
 /// <summary>Hits plus where the time went.</summary>
 public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds);
@@ -47,32 +47,91 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
 
         var model = embedder.Model;
         var started = Stopwatch.GetTimestamp();
-        var prepared = new RgbImage[queries.Count];
+
+        // Each query becomes one view (its box, or the whole image) or, in region mode without a
+        // box, the whole image plus sliding windows (QueryRegions), all decoded once.
+        var views = new IReadOnlyList<RgbImage>[queries.Count];
         try
         {
             Parallel.For(0, queries.Count, new ParallelOptions { CancellationToken = ct }, i =>
-                prepared[i] = decoder.Prepare(queries[i].Image, model.InputWidth, model.InputHeight, queries[i].Box).Pixels);
+            {
+                var q = queries[i];
+                if (q.Regions && q.Box is null)
+                {
+                    var info = decoder.ReadInfo(q.Image);
+                    views[i] = decoder.PrepareRegions(q.Image, model.InputWidth, model.InputHeight, QueryRegions.For(info.Width, info.Height));
+                }
+                else
+                {
+                    views[i] = [decoder.Prepare(q.Image, model.InputWidth, model.InputHeight, q.Box).Pixels];
+                }
+            });
         }
         catch (AggregateException e) when (e.InnerExceptions.OfType<InvalidImageException>().FirstOrDefault() is { } bad)
         {
             // Callers handle one kind of input error, whether they sent one query or many.
             ExceptionDispatchInfo.Throw(bad);
         }
-        var vectors = embedder.Embed(prepared);
+
+        var vectors = EmbedAll(views.SelectMany(v => v).ToArray(), ct);
         var embedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds / queries.Count;
 
         var results = new SearchResult[queries.Count];
+        var next = 0;
         for (var i = 0; i < queries.Count; i++)
         {
             var t = Stopwatch.GetTimestamp();
-            var hits = await store.SearchAsync(vectors[i], new VectorQuery(queries[i].Top, queries[i].Exact), ct).ConfigureAwait(false);
+            var q = queries[i];
+            IReadOnlyList<SearchHit> hits;
+            if (views[i].Count == 1)
+            {
+                hits = await store.SearchAsync(vectors[next], new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false);
+            }
+            else
+            {
+                // An image's score is its best view's.
+                var best = new Dictionary<ImageId, SearchHit>();
+                for (var v = 0; v < views[i].Count; v++)
+                {
+                    foreach (var hit in await store.SearchAsync(vectors[next + v], new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false))
+                    {
+                        if (!best.TryGetValue(hit.Id, out var seen) || hit.Score > seen.Score)
+                        {
+                            best[hit.Id] = hit;
+                        }
+                    }
+                }
+
+                hits = best.Values.OrderByDescending(h => h.Score).ThenBy(h => h.Id.ToString(), StringComparer.Ordinal).Take(q.Top).ToList();
+            }
+
+            next += views[i].Count;
             results[i] = new SearchResult(hits, embedMs, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
         }
 
         return results;
     }
 
-    /// <summary>Images similar to an indexed one (itself excluded), or null when the id is unknown.</summary>
+    /// <summary>Embeds many views with every core: one share per core, each a batch of its own.</summary>
+    private float[][] EmbedAll(RgbImage[] images, CancellationToken ct)
+    {
+        if (images.Length <= 2)
+        {
+            return embedder.Embed(images);
+        }
+
+        var shares = Math.Min(Environment.ProcessorCount, (images.Length + 1) / 2);
+        var vectors = new float[images.Length][];
+        Parallel.For(0, shares, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = shares }, s =>
+        {
+            var from = images.Length * s / shares;
+            var to = images.Length * (s + 1) / shares;
+            var part = embedder.Embed(images[from..to]);
+            part.CopyTo(vectors, from);
+        });
+        return vectors;
+    }
+
     public async Task<SearchResult?> SearchByIdAsync(ImageId id, int top, bool exact = false, CancellationToken ct = default)
     {
         SearchLimits.ValidateTop(top);

@@ -29,6 +29,30 @@ public sealed class RegionTests
 
     [Theory]
     [MemberData(nameof(TestData.Stems), MemberType = typeof(TestData))]
+    public void Many_regions_from_one_decode_match_one_prepare_per_region(string stem)
+    {
+        var scene = TestData.Variant(stem + ".in-scene.jpg");
+        var box = TestData.InSceneBox(stem);
+        var corner = new BoundingBox(0, 0, 200, 150);
+        var outside = new BoundingBox(400, 300, 500, 500); // clamped to the image, as Prepare does
+        var views = Decoder.PrepareRegions(scene, 128, 96, [new BoundingBox(0, 0, 480, 360), box, corner, outside]);
+        Assert.Equal(4, views.Count);
+        Assert.All(views, v => Assert.Equal((128, 96, 128 * 96 * 3), (v.Width, v.Height, v.Pixels.Length)));
+        Assert.InRange(TestData.MeanAbsDiff(Decoder.Prepare(scene, 128, 96).Pixels, views[0]), 0, 3);
+        Assert.InRange(TestData.MeanAbsDiff(Decoder.Prepare(scene, 128, 96, box).Pixels, views[1]), 0, 4);
+        Assert.InRange(TestData.MeanAbsDiff(Decoder.Prepare(scene, 128, 96, corner).Pixels, views[2]), 0, 4);
+        Assert.InRange(TestData.MeanAbsDiff(Decoder.Prepare(scene, 128, 96, outside).Pixels, views[3]), 0, 4);
+        Assert.Empty(Decoder.PrepareRegions(scene, 128, 96, []));
+    }
+
+    [Fact]
+    public void Regions_of_a_broken_file_are_refused_like_any_decode()
+    {
+        Assert.Throws<InvalidImageException>(() => Decoder.PrepareRegions(TestData.Variant("broken-truncated.jpg"), 64, 64, [new BoundingBox(0, 0, 10, 10)]));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestData.Stems), MemberType = typeof(TestData))]
     public void Box_equals_decoding_the_cropped_file(string stem)
     {
         // crop50.jpg is the centre 339x254 of the photo (Pillow: int(480*.707), int(360*.707)),

@@ -63,6 +63,33 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Region_mode_finds_the_photo_inside_a_scene_without_a_box()
+    {
+        // Region mode searches sliding windows of the query as well as the whole of it: the photo
+        // pasted into a larger scene is found among the top 10 for every scene, without its box.
+        foreach (var source in TestPaths.VariantSources)
+        {
+            var scene = Path.Combine(TestPaths.Variants, source + ".in-scene.jpg");
+            var withRegions = await SearchAsync(scene, top: 10, regions: true);
+            var rank = withRegions.FindIndex(h => h.GetProperty("path").GetString() == source + ".jpg");
+            Assert.True(rank >= 0, $"{source}: not in the top 10 with regions");
+            Assert.Equal(withRegions.Count, withRegions.Select(h => h.GetProperty("id").GetString()).Distinct().Count());
+            var scores = withRegions.Select(h => h.GetProperty("score").GetSingle()).ToList();
+            Assert.Equal(scores.OrderDescending(), scores);
+        }
+    }
+
+    [Fact]
+    public async Task An_invalid_regions_field_is_a_problem()
+    {
+        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        form.Add(new StringContent("sometimes"), "regions");
+        var response = await Client.PostAsync("api/search", form);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("regions must be true or false", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Hits_carry_scores_in_descending_order_and_working_urls()
     {
         var hits = await SearchAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg"), top: 5);
@@ -195,12 +222,17 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         await AssertProblemAsync(await Client.PostAsync("api/search", bomb), HttpStatusCode.RequestEntityTooLarge, "pixels");
     }
 
-    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10)
+    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false)
     {
         using var form = Form(await File.ReadAllBytesAsync(path), Path.GetFileName(path));
         if (box is not null)
         {
             form.Add(new StringContent(box), "box");
+        }
+
+        if (regions)
+        {
+            form.Add(new StringContent("true"), "regions");
         }
 
         form.Add(new StringContent(top.ToString(System.Globalization.CultureInfo.InvariantCulture)), "top");
