@@ -17,12 +17,12 @@ public sealed class LocalSearchBackend(
 {
     private const int MaxFailuresListed = 100;
 
-    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, CancellationToken ct)
+    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct)
     {
         // Header check first: a decompression bomb is refused before any pixel is allocated.
         var limits = httpOptions.Value;
         search.CheckQueryImage(image, new DecodeLimits(limits.MaxRequestBytes, limits.MaxQueryPixels));
-        var result = await search.SearchAsync(new ImageQuery(image, box, top, exact, regions), ct).ConfigureAwait(false);
+        var result = await search.SearchAsync(new ImageQuery(image, box, top, exact, regions, expand), ct).ConfigureAwait(false);
         return ToResponse(top, box, result);
     }
 

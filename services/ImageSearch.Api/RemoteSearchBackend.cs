@@ -21,7 +21,7 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
 
     private Uri[] Backends => options.Value.QueryServices.Select(u => new Uri(u.EndsWith('/') ? u : u + "/")).ToArray();
 
-    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, CancellationToken ct)
+    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct)
     {
         var answers = await FanOutAsync(async (client, backend, token) =>
         {
@@ -34,6 +34,7 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             form.Add(new StringContent(top.ToString(CultureInfo.InvariantCulture)), "top");
             form.Add(new StringContent(exact ? "true" : "false"), "exact");
             form.Add(new StringContent(regions ? "true" : "false"), "regions");
+            form.Add(new StringContent(expand.ToString(CultureInfo.InvariantCulture)), "expand");
             using var response = await client.PostAsync(new Uri(backend, "api/search"), form, token).ConfigureAwait(false);
             return await ReadAsync<SearchResponse>(response, token).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);

@@ -15,7 +15,7 @@ public sealed record HitDto(string Id, float Score, string Path, int Width, int 
 /// <summary>Search results. <see cref="Partial"/> when some backend failed or ran out of time; <see cref="Errors"/> says which.</summary>
 public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits, bool Partial = false, IReadOnlyList<string>? Errors = null);
 
-/// <summary><c>POST /api/search</c> (multipart: image, box, top, exact, regions) and <c>POST /api/search/by-id/{id}</c>.</summary>
+/// <summary><c>POST /api/search</c> (multipart: image, box, top, exact, regions, expand) and <c>POST /api/search/by-id/{id}</c>.</summary>
 public static class SearchApi
 {
     public const int DefaultTop = 10;
@@ -34,7 +34,7 @@ public static class SearchApi
     {
         if (!request.HasFormContentType)
         {
-            return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact, regions).");
+            return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact, regions, expand).");
         }
 
         var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
@@ -56,8 +56,15 @@ public static class SearchApi
             return Problem(StatusCodes.Status400BadRequest, "Invalid regions", $"regions must be true or false; got '{form["regions"]}'.");
         }
 
+        var expand = 0;
+        if (!string.IsNullOrWhiteSpace(form["expand"]) &&
+            (!int.TryParse(form["expand"], NumberStyles.Integer, CultureInfo.InvariantCulture, out expand) || expand is < 0 or > SearchLimits.MaxExpand))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "Invalid expand", $"expand must be an integer between 0 and {SearchLimits.MaxExpand}; got '{form["expand"]}'.");
+        }
+
         var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
-        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, regions, ct).ConfigureAwait(false));
+        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, regions, expand, ct).ConfigureAwait(false));
     }
 
     /// <summary>Most images one batch request may carry.</summary>

@@ -18,8 +18,12 @@ public sealed record ImageContent(string? FilePath, byte[]? Bytes, string Conten
 /// </summary>
 public interface ISearchBackend
 {
-    /// <summary>One query; <paramref name="regions"/> also searches sliding windows of a query without a box (region mode).</summary>
-    Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, CancellationToken ct);
+    /// <summary>
+    /// One query; <paramref name="regions"/> also searches sliding windows of a query without a box
+    /// (region mode); <paramref name="expand"/> &gt; 0 re-searches with the query expanded by that many
+    /// top neighbours (alpha query expansion).
+    /// </summary>
+    Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct);
 
     /// <summary>Many queries at once (one model call per batch where the backend embeds); results in query order.</summary>
     Task<IReadOnlyList<SearchResponse>> SearchManyAsync(IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct);

@@ -5,7 +5,7 @@ using ImageSearch.Core;
 namespace ImageSearch.Pipeline;
 
 /// <summary>A query: image bytes, an optional region of interest, how many hits.</summary>
-public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false);
+public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false, int Expand = 0);
 
 /// <summary>Hits plus where the time went.</summary>
 public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds);
@@ -14,6 +14,9 @@ public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMil
 public static class SearchLimits
 {
     public const int MaxTop = 1000;
+
+    /// <summary>Most neighbours query expansion may add.</summary>
+    public const int MaxExpand = 50;
 
     public static int ValidateTop(int top) => top is >= 1 and <= MaxTop
         ? top
@@ -46,6 +49,10 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
         foreach (var q in queries)
         {
             SearchLimits.ValidateTop(q.Top);
+            if (q.Expand is < 0 or > SearchLimits.MaxExpand)
+            {
+                throw new ArgumentOutOfRangeException(nameof(queries), q.Expand, $"expand must be between 0 and {SearchLimits.MaxExpand}.");
+            }
         }
 
         var model = embedder.Model;
@@ -89,6 +96,10 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
             if (views[i].Count == 1)
             {
                 hits = await store.SearchAsync(vectors[next], new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false);
+                if (q.Expand > 0 && hits.Count > 0)
+                {
+                    hits = await ExpandAsync(vectors[next], hits, q, ct).ConfigureAwait(false);
+                }
             }
             else
             {
@@ -120,6 +131,43 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
 
         return results;
     }
+
+    /// <summary>
+    /// Alpha query expansion (Radenović et al.): the query plus its top <see cref="ImageQuery.Expand"/>
+    /// neighbours' vectors, each weighted by its similarity to the power <see cref="ExpansionAlpha"/>,
+    /// renormalised and searched again.
+    /// </summary>
+    private async Task<IReadOnlyList<SearchHit>> ExpandAsync(float[] query, IReadOnlyList<SearchHit> first, ImageQuery q, CancellationToken ct)
+    {
+        var expanded = (float[])query.Clone();
+        foreach (var hit in first.Take(q.Expand))
+        {
+            if (hit.Score <= 0 || await store.GetAsync(hit.Id, ct).ConfigureAwait(false) is not { } record)
+            {
+                continue;
+            }
+
+            var weight = MathF.Pow(hit.Score, ExpansionAlpha);
+            for (var d = 0; d < expanded.Length; d++)
+            {
+                expanded[d] += weight * record.Vector[d];
+            }
+        }
+
+        var norm = MathF.Sqrt(expanded.Sum(x => x * x));
+        if (norm > 0)
+        {
+            for (var d = 0; d < expanded.Length; d++)
+            {
+                expanded[d] /= norm;
+            }
+        }
+
+        return await store.SearchAsync(expanded, new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The exponent of alpha query expansion's weights.</summary>
+    public const float ExpansionAlpha = 1;
 
     /// <summary>Embeds many views with every core: one share per core, each a batch of its own.</summary>
     private float[][] EmbedAll(RgbImage[] images, CancellationToken ct)

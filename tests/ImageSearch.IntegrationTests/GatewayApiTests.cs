@@ -80,6 +80,29 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Query_expansion_keeps_the_original_first_and_the_hits_distinct()
+    {
+        // Expanding a crop's query by its top neighbours must not lose the photo it was cut from.
+        foreach (var source in TestPaths.VariantSources)
+        {
+            using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, source + ".crop50.jpg")), "q.jpg");
+            form.Add(new StringContent("5"), "expand");
+            var response = await Client.PostAsync("api/search", form);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.IsSuccessStatusCode, body);
+            var hits = JsonDocument.Parse(body).RootElement.GetProperty("hits").EnumerateArray().ToList();
+            Assert.Equal(source + ".jpg", hits[0].GetProperty("path").GetString());
+            Assert.Equal(hits.Count, hits.Select(h => h.GetProperty("id").GetString()).Distinct().Count());
+        }
+
+        using var bad = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        bad.Add(new StringContent("51"), "expand");
+        var refused = await Client.PostAsync("api/search", bad);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains("expand must be an integer between 0 and 50", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_invalid_regions_field_is_a_problem()
     {
         using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
