@@ -33,7 +33,7 @@ public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<Qu
 
     private readonly TimeProvider time = clock ?? TimeProvider.System;
     private readonly SemaphoreSlim refresh = new(1, 1);
-    private (long At, IReadOnlyList<QueueDto>? Queues)? cached;
+    private Snapshot? cached;
 
     public async Task<IReadOnlyList<QueueDto>?> GetQueuesAsync(CancellationToken ct)
     {
@@ -57,7 +57,7 @@ public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<Qu
             }
 
             var queues = await FetchAsync(ct).ConfigureAwait(false);
-            cached = (time.GetTimestamp(), queues);
+            Volatile.Write(ref cached, new Snapshot(time.GetTimestamp(), queues));
             return queues;
         }
         finally
@@ -66,8 +66,11 @@ public sealed partial class QueueMonitor(IHttpClientFactory clients, IOptions<Qu
         }
     }
 
-    private (long At, IReadOnlyList<QueueDto>? Queues)? Fresh() =>
-        cached is { } c && time.GetElapsedTime(c.At) < CacheFor ? c : null;
+    private Snapshot? Fresh() =>
+        Volatile.Read(ref cached) is { } c && time.GetElapsedTime(c.At) < CacheFor ? c : null;
+
+    /// <summary>One answer and when it was fetched; replaced whole, so readers never see half of one.</summary>
+    private sealed record Snapshot(long At, IReadOnlyList<QueueDto>? Queues);
 
     private async Task<IReadOnlyList<QueueDto>?> FetchAsync(CancellationToken ct)
     {

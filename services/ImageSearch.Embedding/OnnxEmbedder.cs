@@ -37,8 +37,11 @@ public sealed class OnnxEmbedder : IEmbedder
     private readonly ModelManifest manifest;
     private readonly SessionOptions sessionOptions;
     private readonly InferenceSession session;
-    private readonly Lazy<InferenceSession> batchSession;
     private readonly SessionOptions? batchSessionOptions;
+    private readonly Lock batchSessionLock = new();
+    private readonly string modelPath;
+    private readonly EmbeddingOptions options;
+    private InferenceSession? batchSession;
     private readonly string[] inputNames;
     private readonly string[] outputNames;
     private readonly int batchSize;
@@ -74,9 +77,8 @@ public sealed class OnnxEmbedder : IEmbedder
         batchSessionOptions = options.UsesCuda || options.EffectiveBatchIntraOpThreads == options.EffectiveIntraOpThreads
             ? null
             : CreateSessionOptions(options, nativeDirectory, options.EffectiveBatchIntraOpThreads);
-        batchSession = batchSessionOptions is null
-            ? new Lazy<InferenceSession>(() => session!)
-            : new Lazy<InferenceSession>(() => CreateSession(modelPath, options, batchSessionOptions), LazyThreadSafetyMode.ExecutionAndPublication);
+        this.modelPath = modelPath;
+        this.options = options;
         try
         {
             session = CreateSession(modelPath, options, sessionOptions);
@@ -176,13 +178,35 @@ public sealed class OnnxEmbedder : IEmbedder
         }
 
         var result = new float[images.Count][];
-        var runner = images.Count > 1 ? batchSession.Value : session;
+        var runner = images.Count > 1 ? BatchSession() : session;
         for (var start = 0; start < images.Count; start += batchSize)
         {
             RunBatch(runner, images, start, Math.Min(batchSize, images.Count - start), result);
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// The throughput session, created on first use (a query-only process never pays for it). A
+    /// failed creation is not remembered: the next batch tries again.
+    /// </summary>
+    private InferenceSession BatchSession()
+    {
+        if (batchSessionOptions is null)
+        {
+            return session;
+        }
+
+        if (Volatile.Read(ref batchSession) is { } ready)
+        {
+            return ready;
+        }
+
+        lock (batchSessionLock)
+        {
+            return batchSession ??= CreateSession(modelPath, options, batchSessionOptions);
+        }
     }
 
     /// <inheritdoc />
@@ -195,10 +219,7 @@ public sealed class OnnxEmbedder : IEmbedder
 
         if (batchSessionOptions is not null)
         {
-            if (batchSession.IsValueCreated)
-            {
-                batchSession.Value.Dispose();
-            }
+            batchSession?.Dispose();
 
             batchSessionOptions.Dispose();
         }

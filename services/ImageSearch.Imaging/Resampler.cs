@@ -55,7 +55,7 @@ public static unsafe class Resampler
 
         var vertical = Weights.For(height, targetHeight, kernel);
         var horizontal = Weights.For(width, targetWidth, kernel);
-        var rows = ArrayPool<float>.Shared.Rent(targetHeight * rowLength);
+        var rows = ArrayPool<float>.Shared.Rent(checked(targetHeight * rowLength));
         try
         {
             fixed (byte* src = source)

@@ -26,7 +26,7 @@ namespace ImageSearch.Imaging;
 /// reason; that reason is best effort, as libvips keeps one error buffer for the whole process.</para>
 /// <para>Speed: JPEG and WebP are decoded at reduced size when the output is small (DCT scaling,
 /// libwebp scaled decoding; never below the output size), then resized with libvips' antialiased
-/// reduce (box shrink, then lanczos3). Decoding streams top to bottom, so memory stays small even
+/// box shrink by whole factors, then a managed tent filter (<see cref="Resampler"/>). Decoding streams top to bottom, so memory stays small even
 /// for big images. Embedded ICC profiles of RGB images are not applied (pixels are taken as sRGB);
 /// CMYK is converted to sRGB by libvips. Alpha is flattened onto white.</para>
 /// </remarks>
@@ -108,7 +108,7 @@ public sealed class VipsImageDecoder : IImageDecoder
                 Array.Copy(whole.Pixels, (((top + y) * wholeWidth) + left) * 3, crop, y * cw * 3, cw * 3);
             }
 
-            result[i] = new RgbImage(width, height, Resampler.Resize(crop, cw, ch, width, height));
+            result[i] = new RgbImage(width, height, Resampler.Resize(crop, cw, ch, width, height, DecodeSession.Kernel));
         }
 
         return result;

@@ -61,7 +61,8 @@ public sealed partial class ImageAddedConsumer(
             // not written again; the indexer links their paths (and repoints a stale payload).
             var target = store ?? throw new InvalidOperationException($"{nameof(IngestOptions.UpsertDirectly)} needs a vector store in this process.");
             var addedAt = clock.GetUtcNow();
-            await target.UpsertAsync(toEmbed.Select(i => new VectorRecord(i.Id, i.Vector!,
+            // Two copies of one file in a batch are one point.
+            await target.UpsertAsync(toEmbed.DistinctBy(i => i.Id).Select(i => new VectorRecord(i.Id, i.Vector!,
                 new ImagePayload(i.Message.Path, i.SizeBytes, i.Width, i.Height, i.ContentHash!, addedAt))).ToList(),
                 context.CancellationToken).ConfigureAwait(false);
         }

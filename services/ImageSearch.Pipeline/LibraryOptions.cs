@@ -50,7 +50,7 @@ public sealed class IngestOptions
     /// the barriers of splitting one batch across cores (see EmbeddingOptions.BatchIntraOpThreads).
     /// </summary>
     [Range(1, 64)]
-    public int ConcurrentBatches { get; set; } = Math.Max(2, Environment.ProcessorCount);
+    public int ConcurrentBatches { get; set; } = Math.Clamp(Environment.ProcessorCount, 2, 64);
 
     /// <summary>
     /// Threads decoding images within one batch; 0 = processor count. Default 1: the concurrent

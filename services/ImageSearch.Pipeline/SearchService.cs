@@ -95,11 +95,11 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
             IReadOnlyList<SearchHit> hits;
             if (views[i].Count == 1)
             {
-                hits = await store.SearchAsync(vectors[next], new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false);
-                if (q.Expand > 0 && hits.Count > 0)
-                {
-                    hits = await ExpandAsync(vectors[next], hits, q, ct).ConfigureAwait(false);
-                }
+                // Expansion needs its neighbours even when fewer hits are wanted.
+                hits = await store.SearchAsync(vectors[next], new VectorQuery(Math.Max(q.Top, q.Expand), q.Exact), ct).ConfigureAwait(false);
+                hits = q.Expand > 0 && hits.Count > 0
+                    ? await ExpandAsync(vectors[next], hits, q, ct).ConfigureAwait(false)
+                    : hits.Take(q.Top).ToList();
             }
             else
             {
@@ -169,23 +169,30 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
     /// <summary>The exponent of alpha query expansion's weights.</summary>
     public const float ExpansionAlpha = 1;
 
-    /// <summary>Embeds many views with every core: one share per core, each a batch of its own.</summary>
+    /// <summary>Embeds many views with every core: one share per core, each a batch of at least two.</summary>
     private float[][] EmbedAll(RgbImage[] images, CancellationToken ct)
     {
-        if (images.Length <= 2)
+        var shares = Math.Min(Environment.ProcessorCount, images.Length / 2);
+        if (shares <= 1)
         {
             return embedder.Embed(images);
         }
 
-        var shares = Math.Min(Environment.ProcessorCount, (images.Length + 1) / 2);
         var vectors = new float[images.Length][];
-        Parallel.For(0, shares, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = shares }, s =>
+        try
         {
-            var from = images.Length * s / shares;
-            var to = images.Length * (s + 1) / shares;
-            var part = embedder.Embed(images[from..to]);
-            part.CopyTo(vectors, from);
-        });
+            Parallel.For(0, shares, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = shares }, s =>
+            {
+                var from = images.Length * s / shares;
+                var to = images.Length * (s + 1) / shares;
+                embedder.Embed(images[from..to]).CopyTo(vectors, from);
+            });
+        }
+        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+        {
+            ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+        }
+
         return vectors;
     }
 

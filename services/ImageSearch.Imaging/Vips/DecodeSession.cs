@@ -232,35 +232,6 @@ internal sealed unsafe class DecodeSession : IDisposable
             cropped, "cropping");
     }
 
-    /// <summary>Computes the pipeline and copies its packed RGB pixels out.</summary>
-    public RgbImage ToRgb(VipsImageHandle image)
-    {
-        var (width, height) = (image.Width, image.Height);
-        var memory = VipsNative.ImageWriteToMemory(image, out var size);
-        if (memory == IntPtr.Zero)
-        {
-            throw Failure("decoding pixels");
-        }
-
-        try
-        {
-            var expected = (nuint)width * (nuint)height * 3;
-            if (size != expected)
-            {
-                throw new InvalidOperationException($"libvips wrote {size} bytes, expected {expected}.");
-            }
-
-            var pixels = GC.AllocateUninitializedArray<byte>((int)size);
-            new ReadOnlySpan<byte>((void*)memory, (int)size).CopyTo(pixels);
-            VerifyWholeImageIfPartial();
-            return new RgbImage(width, height, pixels);
-        }
-        finally
-        {
-            VipsNative.GFree(memory);
-        }
-    }
-
     /// <summary>Computes the pipeline and encodes it as a baseline JPEG without metadata.</summary>
     public byte[] ToJpeg(VipsImageHandle image, int quality)
     {
@@ -365,7 +336,7 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// reduced pixel: with no margin that reached a mean of 2 and a worst photo of 10, so boxes keep a
     /// 2x margin (0.5, worst 3.6; edges off by at most a quarter of an output pixel). WebP always
     /// keeps 2x: its scaled decode saves little time (the VP8 data is decoded in full either way) and
-    /// this leaves the final filter to the same lanczos3 reduce as every other format.
+    /// this leaves the final filter to the same resampler as every other format.
     /// </remarks>
     private VipsImageHandle LoadReduced(BoundingBox region, int targetWidth, int targetHeight)
     {
