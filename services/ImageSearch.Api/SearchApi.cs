@@ -50,17 +50,14 @@ public static class SearchApi
             return problem;
         }
 
-        var regions = false;
-        if (!string.IsNullOrWhiteSpace(form["regions"]) && !bool.TryParse(form["regions"], out regions))
+        if (ParseBool(form["regions"], "regions", out var regions) is { } badRegions)
         {
-            return Problem(StatusCodes.Status400BadRequest, "Invalid regions", $"regions must be true or false; got '{form["regions"]}'.");
+            return badRegions;
         }
 
-        var expand = 0;
-        if (!string.IsNullOrWhiteSpace(form["expand"]) &&
-            (!int.TryParse(form["expand"], NumberStyles.Integer, CultureInfo.InvariantCulture, out expand) || expand is < 0 or > SearchLimits.MaxExpand))
+        if (ParseInt(form["expand"], "expand", 0, SearchLimits.MaxExpand, 0, out var expand) is { } badExpand)
         {
-            return Problem(StatusCodes.Status400BadRequest, "Invalid expand", $"expand must be an integer between 0 and {SearchLimits.MaxExpand}; got '{form["expand"]}'.");
+            return badExpand;
         }
 
         var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
@@ -152,20 +149,39 @@ public static class SearchApi
             }
         }
 
-        var parsedTop = DefaultTop;
-        if (!string.IsNullOrWhiteSpace(top) &&
-            (!int.TryParse(top, NumberStyles.Integer, CultureInfo.InvariantCulture, out parsedTop) || parsedTop < 1 || parsedTop > SearchLimits.MaxTop))
+        if (ParseInt(top, "top", 1, SearchLimits.MaxTop, DefaultTop, out var parsedTop) is { } badTop)
         {
-            return (null, 0, false, Problem(StatusCodes.Status400BadRequest, "Invalid top", $"top must be an integer between 1 and {SearchLimits.MaxTop}; got '{top}'."));
+            return (null, 0, false, badTop);
         }
 
-        var parsedExact = false;
-        if (!string.IsNullOrWhiteSpace(exact) && !bool.TryParse(exact, out parsedExact))
+        if (ParseBool(exact, "exact", out var parsedExact) is { } badExact)
         {
-            return (null, 0, false, Problem(StatusCodes.Status400BadRequest, "Invalid exact", $"exact must be true or false; got '{exact}'."));
+            return (null, 0, false, badExact);
         }
 
         return (parsedBox, parsedTop, parsedExact, null);
+    }
+
+    /// <summary>An optional integer field within [min, max]; absent gives <paramref name="fallback"/>. Returns the problem, if any.</summary>
+    private static ProblemHttpResult? ParseInt(Microsoft.Extensions.Primitives.StringValues field, string name, int min, int max, int fallback, out int value)
+    {
+        value = fallback;
+        if (string.IsNullOrWhiteSpace(field) ||
+            (int.TryParse(field, NumberStyles.Integer, CultureInfo.InvariantCulture, out value) && value >= min && value <= max))
+        {
+            return null;
+        }
+
+        return Problem(StatusCodes.Status400BadRequest, $"Invalid {name}", string.Create(CultureInfo.InvariantCulture, $"{name} must be an integer between {min} and {max}; got '{field}'."));
+    }
+
+    /// <summary>An optional true/false field; absent is false. Returns the problem, if any.</summary>
+    private static ProblemHttpResult? ParseBool(Microsoft.Extensions.Primitives.StringValues field, string name, out bool value)
+    {
+        value = false;
+        return string.IsNullOrWhiteSpace(field) || bool.TryParse(field, out value)
+            ? null
+            : Problem(StatusCodes.Status400BadRequest, $"Invalid {name}", $"{name} must be true or false; got '{field}'.");
     }
 
     private static ProblemHttpResult NotMultipart(string how) =>

@@ -91,17 +91,10 @@ public sealed class VipsImageDecoder : IImageDecoder
         var wholeWidth = Math.Clamp((int)Math.Ceiling(info.Width * scale), 1, info.Width);
         var wholeHeight = Math.Clamp((int)Math.Ceiling(info.Height * scale), 1, info.Height);
         var whole = session.RenderPixels(new BoundingBox(0, 0, info.Width, info.Height), wholeWidth, wholeHeight);
-        var fx = (double)wholeWidth / info.Width;
-        var fy = (double)wholeHeight / info.Height;
         var result = new RgbImage[clamped.Length];
         for (var i = 0; i < clamped.Length; i++)
         {
-            var r = clamped[i];
-            var left = Math.Clamp((int)Math.Round(r.X * fx), 0, wholeWidth - 1);
-            var top = Math.Clamp((int)Math.Round(r.Y * fy), 0, wholeHeight - 1);
-            var right = Math.Clamp((int)Math.Round((r.X + r.Width) * fx), left + 1, wholeWidth);
-            var bottom = Math.Clamp((int)Math.Round((r.Y + r.Height) * fy), top + 1, wholeHeight);
-            var (cw, ch) = (right - left, bottom - top);
+            var (left, top, cw, ch) = DecodeSession.ScaleBox(clamped[i], info.Width, info.Height, wholeWidth, wholeHeight);
             var crop = new byte[cw * ch * 3];
             for (var y = 0; y < ch; y++)
             {

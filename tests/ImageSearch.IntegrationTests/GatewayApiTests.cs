@@ -85,32 +85,17 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         // Expanding a crop's query by its top neighbours must not lose the photo it was cut from.
         foreach (var source in TestPaths.VariantSources)
         {
-            using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, source + ".crop50.jpg")), "q.jpg");
-            form.Add(new StringContent("5"), "expand");
-            var response = await Client.PostAsync("api/search", form);
-            var body = await response.Content.ReadAsStringAsync();
-            Assert.True(response.IsSuccessStatusCode, body);
-            var hits = JsonDocument.Parse(body).RootElement.GetProperty("hits").EnumerateArray().ToList();
+            var hits = await SearchAsync(Path.Combine(TestPaths.Variants, source + ".crop50.jpg"), expand: 5);
             Assert.Equal(source + ".jpg", hits[0].GetProperty("path").GetString());
             Assert.Equal(hits.Count, hits.Select(h => h.GetProperty("id").GetString()).Distinct().Count());
         }
 
-        using var bad = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
-        bad.Add(new StringContent("51"), "expand");
-        var refused = await Client.PostAsync("api/search", bad);
-        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
-        Assert.Contains("expand must be an integer between 0 and 50", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await AssertFieldRefusedAsync("expand", "51", "expand must be an integer between 0 and 50");
     }
 
     [Fact]
-    public async Task An_invalid_regions_field_is_a_problem()
-    {
-        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
-        form.Add(new StringContent("sometimes"), "regions");
-        var response = await Client.PostAsync("api/search", form);
-        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.Contains("regions must be true or false", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-    }
+    public async Task An_invalid_regions_field_is_a_problem() =>
+        await AssertFieldRefusedAsync("regions", "sometimes", "regions must be true or false");
 
     [Fact]
     public async Task Hits_carry_scores_in_descending_order_and_working_urls()
@@ -245,7 +230,16 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         await AssertProblemAsync(await Client.PostAsync("api/search", bomb), HttpStatusCode.RequestEntityTooLarge, "pixels");
     }
 
-    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false)
+    private async Task AssertFieldRefusedAsync(string field, string value, string message)
+    {
+        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        form.Add(new StringContent(value), field);
+        var response = await Client.PostAsync("api/search", form);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains(message, await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false, int expand = 0)
     {
         using var form = Form(await File.ReadAllBytesAsync(path), Path.GetFileName(path));
         if (box is not null)
@@ -256,6 +250,11 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         if (regions)
         {
             form.Add(new StringContent("true"), "regions");
+        }
+
+        if (expand > 0)
+        {
+            form.Add(new StringContent(expand.ToString(System.Globalization.CultureInfo.InvariantCulture)), "expand");
         }
 
         form.Add(new StringContent(top.ToString(System.Globalization.CultureInfo.InvariantCulture)), "top");

@@ -222,14 +222,25 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// </summary>
     private VipsImageHandle Crop(VipsImageHandle image, BoundingBox stored)
     {
-        var fx = (double)image.Width / StoredWidth;
-        var fy = (double)image.Height / StoredHeight;
-        var left = Math.Clamp((int)Math.Round(stored.X * fx), 0, image.Width - 1);
-        var top = Math.Clamp((int)Math.Round(stored.Y * fy), 0, image.Height - 1);
-        var right = Math.Clamp((int)Math.Round((stored.X + stored.Width) * fx), left + 1, image.Width);
-        var bottom = Math.Clamp((int)Math.Round((stored.Y + stored.Height) * fy), top + 1, image.Height);
-        return Own(VipsNative.ExtractArea(image, out var cropped, left, top, right - left, bottom - top, IntPtr.Zero),
+        var box = ScaleBox(stored, StoredWidth, StoredHeight, image.Width, image.Height);
+        return Own(VipsNative.ExtractArea(image, out var cropped, box.X, box.Y, box.Width, box.Height, IntPtr.Zero),
             cropped, "cropping");
+    }
+
+    /// <summary>
+    /// <paramref name="box"/> of a <paramref name="fromWidth"/> x <paramref name="fromHeight"/> image,
+    /// in the pixels of the same image at <paramref name="toWidth"/> x <paramref name="toHeight"/>:
+    /// edges rounded, at least one pixel, inside the image.
+    /// </summary>
+    internal static BoundingBox ScaleBox(BoundingBox box, int fromWidth, int fromHeight, int toWidth, int toHeight)
+    {
+        var fx = (double)toWidth / fromWidth;
+        var fy = (double)toHeight / fromHeight;
+        var left = Math.Clamp((int)Math.Round(box.X * fx), 0, toWidth - 1);
+        var top = Math.Clamp((int)Math.Round(box.Y * fy), 0, toHeight - 1);
+        var right = Math.Clamp((int)Math.Round((box.X + box.Width) * fx), left + 1, toWidth);
+        var bottom = Math.Clamp((int)Math.Round((box.Y + box.Height) * fy), top + 1, toHeight);
+        return new BoundingBox(left, top, right - left, bottom - top);
     }
 
     /// <summary>Computes the pipeline and encodes it as a baseline JPEG without metadata.</summary>
