@@ -102,6 +102,15 @@ public static class PipelineServiceCollectionExtensions
                 x.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
             }
         });
+
+        if (bus.Transport != BusTransport.RabbitMq)
+        {
+            // The in-memory transport drops what is published before a consumer's queue is bound:
+            // host start-up waits for the bus, so nothing announced at start is lost. (RabbitMQ's
+            // queues are durable, and a start must not hang while the broker is away.)
+            services.AddOptions<MassTransitHostOptions>().Configure(o => o.WaitUntilStarted = true);
+        }
+
         return services;
     }
 }
