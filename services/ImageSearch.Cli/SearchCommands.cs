@@ -67,8 +67,9 @@ internal static class SearchCommands
                 var rank = 0;
                 foreach (var hit in result.Hits)
                 {
-                    var verified = hit.Inliers is { } n ? $"  ({n} inliers)" : "";
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{++rank,3}  {hit.Score:F4}  {hit.Payload.Path}{verified}"));
+                    // rank, cosine score, inliers of the local-feature verification ("-": not verified), path.
+                    var inliers = hit.Inliers is { } n ? n.ToString(CultureInfo.InvariantCulture) : "-";
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{++rank,3}  {hit.Score:F4}  {inliers,4}  {hit.Payload.Path}"));
                 }
 
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"({result.Hits.Count} hits; embed {result.EmbedMilliseconds:F0} ms, search {result.SearchMilliseconds:F1} ms)"));
