@@ -43,10 +43,11 @@ internal static class IndexCommand
     public sealed record Summary(long Indexed, long Failed, int Announced, double Seconds, IReadOnlyList<CatalogEntry> Failures);
 
     /// <summary>Scans once, then waits until every announced file is indexed or failed.</summary>
-    public static async Task<Summary> RunAsync(ParseResult parse, string root, string db, bool progress, CancellationToken ct)
+    public static async Task<Summary> RunAsync(ParseResult parse, string root, string db, bool progress, CancellationToken ct,
+        Action<IDictionary<string, string?>>? configure = null)
     {
         CliHost.RecordLibrary(db, root);
-        using var host = CliHost.Build(parse, root, db, PipelineRoles.Ingest | PipelineRoles.Indexer | PipelineRoles.Query);
+        using var host = CliHost.Build(parse, root, db, PipelineRoles.Ingest | PipelineRoles.Indexer | PipelineRoles.Query, configure);
         await host.StartAsync(ct).ConfigureAwait(false);
         try
         {
