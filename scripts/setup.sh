@@ -2,19 +2,23 @@
 # Installs, idempotently and only what is missing, everything ImageSearch needs:
 # Debian packages, pinned npm packages, the native HNSW shim, the exported ONNX models and their
 # calibration, and the .NET build. With --test also the test photos; with --gpu also the
-# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu). When nothing is missing it costs about
-# a second. Usage: scripts/setup.sh [--test] [--gpu] [--quiet]
+# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu); with --model NAME also a model that is
+# not exported by default (the pooling variants of the ablation), exported and calibrated. When
+# nothing is missing it costs about a second.
+# Usage: scripts/setup.sh [--test] [--gpu] [--quiet] [--model NAME]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-want_test=0; want_gpu=0; quiet=0
-for a in "$@"; do
-  case $a in
+want_test=0; want_gpu=0; quiet=0; requested=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
     --test) want_test=1 ;;
     --gpu) want_gpu=1 ;;
     --quiet) quiet=1 ;;
-    *) echo "setup: unknown option $a" >&2; exit 2 ;;
+    --model) requested+=("${2:?--model needs a name}"); shift ;;
+    *) echo "setup: unknown option $1" >&2; exit 2 ;;
   esac
+  shift
 done
 say() { [[ $quiet == 1 ]] || echo "setup: $*" >&2; }
 stamps="$root/.cache/stamps"; mkdir -p "$stamps"
@@ -48,15 +52,27 @@ fi
 # 3. Native HNSW shim (compiled against Debian's hnswlib headers).
 bash native/build.sh
 
-# 4. ONNX models exported from the TF.js weights in the npm package.
+# 4. ONNX models exported from the TF.js weights in the npm package: the two defaults, any other
+# requested with --model, and for the tests the pooling variants (raw outputs only, no calibration).
 models=(inception-v3-mixed7 mobilenet-v2-1.4)
-model_fp=$(fingerprint tools/ModelExport/export.py package-lock.json)
-if ! stamp_ok models "$model_fp" || [[ ! -f models/${models[0]}/model.onnx || ! -f models/${models[1]}/model.onnx ]]; then
-  say "exporting ONNX models"
-  /usr/bin/python3 tools/ModelExport/export.py --nsfwjs node_modules/nsfwjs --out models --model all
-  rm -f models/*/calibration.bin
-  stamp_set models "$model_fp"
+pooling_variants=(mobilenet-v2-1.4-max mobilenet-v2-1.4-gem3 mobilenet-v2-1.4-rmac)
+for m in "${requested[@]}"; do
+  [[ " ${models[*]} ${pooling_variants[*]} " == *" $m "* ]] || { echo "setup: unknown model '$m' (known: ${models[*]} ${pooling_variants[*]})" >&2; exit 2; }
+  [[ " ${models[*]} " == *" $m "* ]] || models+=("$m")
+done
+exported=("${models[@]}")
+if [[ $want_test == 1 ]]; then
+  for m in "${pooling_variants[@]}"; do [[ " ${exported[*]} " == *" $m "* ]] || exported+=("$m"); done
 fi
+model_fp=$(fingerprint tools/ModelExport/export.py package-lock.json)
+for m in "${exported[@]}"; do
+  if ! stamp_ok "model-$m" "$model_fp" || [[ ! -f models/$m/model.onnx ]]; then
+    say "exporting ONNX model $m"
+    /usr/bin/python3 tools/ModelExport/export.py --nsfwjs node_modules/nsfwjs --out models --model "$m" >/dev/null
+    rm -f "models/$m/calibration.bin"
+    stamp_set "model-$m" "$model_fp"
+  fi
+done
 
 # 5. The .NET build, when any source changed since the last one.
 build_stamp="$stamps/build"

@@ -88,4 +88,37 @@ public class ModelFidelityTests(ITestOutputHelper output)
             Assert.True(maxDifference <= 1e-5, string.Create(CultureInfo.InvariantCulture, $"{model} image {i}: batch and single differ by {maxDifference}"));
         }
     }
+
+    /// <summary>
+    /// The pooling variants of MobileNetV2-1.4 pool the same 7x7x1792 map (values at least 0) that the
+    /// default model average-pools, so per channel: mean, then GeM (p = 3), then max, in increasing order (the power-mean
+    /// inequality), and R-MAC, a sum of L2-normalised regional maxima whose first region is the
+    /// whole map, is at least the normalised global max and at most 14 (1 + 4 + 9 unit vectors) long.
+    /// </summary>
+    [Fact]
+    public void PoolingVariants_ObeyThePoolingInequalities()
+    {
+        using var average = Open("mobilenet-v2-1.4");
+        using var max = Open("mobilenet-v2-1.4-max");
+        using var gem = Open("mobilenet-v2-1.4-gem3");
+        using var rmac = Open("mobilenet-v2-1.4-rmac");
+        var info = average.RawModel;
+        var images = new[] { TestSupport.PatternImage(info.InputWidth, info.InputHeight, 5), TestSupport.RandomImage(info.InputWidth, info.InputHeight, new Random(2)) };
+        var (a, m, g, r) = (average.EmbedRaw(images), max.EmbedRaw(images), gem.EmbedRaw(images), rmac.EmbedRaw(images));
+        for (var i = 0; i < images.Length; i++)
+        {
+            Assert.Equal(1792, r[i].Length);
+            var maxNorm = TestSupport.Norm(m[i]);
+            for (var c = 0; c < a[i].Length; c++)
+            {
+                var tolerance = 1e-4f * (1 + m[i][c]);
+                Assert.InRange(a[i][c], 0, g[i][c] + tolerance);
+                Assert.InRange(g[i][c], a[i][c] - tolerance, m[i][c] + tolerance);
+                Assert.True(r[i][c] >= (m[i][c] / maxNorm) - 1e-4, $"image {i} channel {c}: R-MAC {r[i][c]} below the normalised global max");
+            }
+
+            Assert.InRange(TestSupport.Norm(r[i]), 1 - 1e-4, 14 + 1e-4);
+            Assert.True(a[i].Zip(m[i]).Any(p => p.First < p.Second * 0.99f), "max pooling differs from average pooling");
+        }
+    }
 }

@@ -57,6 +57,9 @@ class ModelSpec:
     dims: int  # embedding size
     cut: str  # Keras layer name or GraphDef node name whose output is the feature map/vector
     cut_text: str  # human description for model.json
+    # How the cut's feature map becomes the embedding: "model" (the cut is already a vector, or is
+    # average-pooled as the model itself does), or one of POOLINGS over the final convolutional map.
+    pooling: str = "model"
 
 
 _MOBILENET_PREFIX = (
@@ -85,8 +88,31 @@ MODELS = {
             cut=_MOBILENET_PREFIX + "feature_vector/SpatialSqueeze",
             cut_text="feature_vector/SpatialSqueeze (Logits/AvgPool of Conv_1, before the 5-class head)",
         ),
+        # The same backbone with other poolings of its last convolutional map (Conv_1, 7x7x1792),
+        # for the retrieval ablation (docs/QUALITY.md). Exported and calibrated only on request
+        # (./imagesearch ... --model NAME).
+        *(
+            ModelSpec(
+                name=f"mobilenet-v2-1.4-{pooling}",
+                path="dist/models/mobilenet_v2_mid",
+                kind="graph",
+                size=224,
+                dims=1792,
+                cut=_MOBILENET_PREFIX + "MobilenetV2/Conv_1/Relu6",
+                cut_text=f"MobilenetV2/Conv_1/Relu6 (7x7x1792) + {text}",
+                pooling=pooling,
+            )
+            for pooling, text in (
+                ("max", "global max pooling (MAC)"),
+                ("gem3", "generalised-mean pooling, p = 3 (GeM)"),
+                ("rmac", "regional max pooling over 1 + 4 + 9 regions, each L2-normalised, summed (R-MAC)"),
+            )
+        ),
     )
 }
+
+# Default models: exported (and calibrated) by every setup.
+DEFAULT_MODELS = ("inception-v3-mixed7", "mobilenet-v2-1.4")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,6 +314,12 @@ class Graph:
     def scalar_op(self, op, x, name, value):
         return self.node(op, [x, self.const(f"{name}/value", value)], name, self.shapes[x])
 
+    def const_int64(self, name, array):
+        if name in self.initializers:
+            raise ExportError(f"duplicate initializer {name}")
+        self.initializers[name] = np.asarray(array, dtype=np.int64)
+        return name
+
     def flatten(self, x, name):
         c, h, w = self.shapes[x]
         if (h, w) != (1, 1):
@@ -421,6 +453,39 @@ def convert_layers_model(spec, model_json, weights):
     return g, g.flatten(pooled, "embedding/flatten")
 
 
+def pool_map(g, x, pooling):
+    """The embedding from a [C, H, W] feature map (values >= 0, after ReLU6), as [C].
+
+    max: global max (MAC). gemP: generalised mean (mean of x^P)^(1/P) over positions, x clipped at
+    1e-6 (Radenovic et al.). rmac: max over square regions at three scales (the whole map; 2x2 and
+    3x3 regions of about 2/3 and 1/2 the side with overlap), each region vector L2-normalised, then
+    summed (Tolias et al., without the per-region whitening)."""
+    c, h, w = g.shapes[x]
+    if pooling == "max":
+        return g.flatten(g.node("GlobalMaxPool", [x], "embedding/global_max_pool", (c, 1, 1)), "embedding/flatten")
+    if pooling.startswith("gem"):
+        p = float(pooling[3:])
+        clipped = g.node("Max", [x, g.const("embedding/gem_eps", 1e-6)], "embedding/gem_clip", (c, h, w))
+        powered = g.node("Pow", [clipped, g.const("embedding/gem_p", p)], "embedding/gem_pow", (c, h, w))
+        mean = g.node("GlobalAveragePool", [powered], "embedding/gem_mean", (c, 1, 1))
+        rooted = g.node("Pow", [mean, g.const("embedding/gem_inv_p", 1.0 / p)], "embedding/gem_root", (c, 1, 1))
+        return g.flatten(rooted, "embedding/flatten")
+    if pooling == "rmac":
+        if (h, w) != (7, 7):
+            raise ExportError(f"R-MAC regions are laid out for a 7x7 map, not {h}x{w}")
+        shape = g.const_int64("embedding/rmac_shape", [0, c, -1])
+        total = None
+        for level, (kernel, stride) in enumerate(((7, 1), (5, 2), (3, 2))):
+            pooled = g.pool("MaxPool", x, f"embedding/rmac{level}_max", (kernel, kernel), (stride, stride), "VALID")
+            regions = g.shapes[pooled][1] * g.shapes[pooled][2]
+            flat = g.node("Reshape", [pooled, shape], f"embedding/rmac{level}_regions", (c, regions))
+            unit = g.node("LpNormalization", [flat], f"embedding/rmac{level}_l2", (c, regions), axis=1, p=2)
+            summed = g.node("ReduceSum", [unit], f"embedding/rmac{level}_sum", (c,), axes=[2], keepdims=0)
+            total = summed if total is None else g.node("Add", [total, summed], f"embedding/rmac_upto{level}", (c,))
+        return total
+    raise ExportError(f"unknown pooling {pooling}")
+
+
 def fold_batch_norm(g, layer, src, consumers, weight):
     """Fold an inference-mode BatchNormalization into the Conv that produces its input. Only the
     Conv -> BN pattern with no other consumer of the conv output is handled."""
@@ -542,6 +607,8 @@ def convert_graph_model(spec, model_json, weights):
             tensor[name] = tensor[srcs[0]]
         else:
             raise ExportError(f"node {name}: op {op} not supported")
+    if spec.pooling != "model":
+        return g, pool_map(g, tensor[spec.cut], spec.pooling)
     return g, tensor[spec.cut]
 
 
@@ -597,10 +664,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nsfwjs", type=Path, required=True, help="path to the installed nsfwjs npm package")
     parser.add_argument("--out", type=Path, required=True, help="output directory (one sub-folder per model)")
-    parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
+    parser.add_argument("--model", choices=[*MODELS, "all", "default"], default="default",
+                        help="one model, the default ones, or all (with the pooling variants)")
     args = parser.parse_args(argv)
 
-    specs = MODELS.values() if args.model == "all" else [MODELS[args.model]]
+    specs = (MODELS.values() if args.model == "all"
+             else [MODELS[n] for n in DEFAULT_MODELS] if args.model == "default"
+             else [MODELS[args.model]])
     for spec in specs:
         started = time.monotonic()
         try:
