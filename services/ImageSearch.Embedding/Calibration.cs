@@ -340,6 +340,56 @@ public sealed class Calibration
         Normalise(destination);
     }
 
+    /// <summary>Centres and projects one raw vector without the final normalisation (the space a projection head is trained in).</summary>
+    public float[] ApplyUnnormalised(ReadOnlySpan<float> raw)
+    {
+        var result = new float[OutputDimensions];
+        Project(raw, result);
+        return result;
+    }
+
+    /// <summary>
+    /// This calibration followed by a learned linear head <paramref name="head"/> (K x K, row-major,
+    /// K = <see cref="ComponentCount"/>): the head is folded into the projection (rows of head x
+    /// projection), so the file format and the cost of applying it do not change; the fingerprint does,
+    /// so an index built with the head is a new index.
+    /// </summary>
+    public Calibration WithHead(ReadOnlySpan<float> head)
+    {
+        var k = ComponentCount;
+        if (k == 0)
+        {
+            throw new InvalidOperationException("A projection head needs a whitening calibration (it acts on the whitened components).");
+        }
+
+        if (head.Length != k * k)
+        {
+            throw new ArgumentException($"The head must be {k}x{k} ({k * k} values), got {head.Length}.", nameof(head));
+        }
+
+        var dims = InputDimensions;
+        var combined = new float[k * dims];
+        for (var i = 0; i < k; i++)
+        {
+            var row = combined.AsSpan(i * dims, dims);
+            for (var j = 0; j < k; j++)
+            {
+                var w = head[(i * k) + j];
+                if (w != 0)
+                {
+                    TensorPrimitives.MultiplyAdd(projection.AsSpan(j * dims, dims), w, row, row);
+                }
+            }
+        }
+
+        if (!combined.All(float.IsFinite))
+        {
+            throw new ArgumentException("The head has non-finite values.", nameof(head));
+        }
+
+        return new Calibration(ModelKey, SampleCount, Shrinkage, (float[])mean.Clone(), combined, (float[])eigenvalues.Clone());
+    }
+
     /// <summary>Centring and projection without the final normalisation (what the whitening statistics describe).</summary>
     internal void Project(ReadOnlySpan<float> raw, Span<float> destination)
     {

@@ -32,6 +32,13 @@ public sealed class EmbeddingOptions
     public string Model { get; set; } = "mobilenet-v2-1.4";
 
     /// <summary>
+    /// The calibration file to use instead of the model folder's calibration.bin (for example one
+    /// with a projection head trained on the user's own photos: <c>./imagesearch calibrate --head</c>).
+    /// Empty: the model folder's. Its fingerprint names the index, so switching builds a new index.
+    /// </summary>
+    public string CalibrationFile { get; set; } = "";
+
+    /// <summary>
     /// "cpu" or "cuda" (case-insensitive). "cuda" never falls back to the CPU: when the GPU cannot be
     /// used, creating the embedder fails with <see cref="DeviceUnavailableException"/>.
     /// </summary>

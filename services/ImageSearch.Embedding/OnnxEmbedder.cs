@@ -131,7 +131,9 @@ public sealed class OnnxEmbedder : IEmbedder
     public string ModelDirectory { get; }
 
     /// <summary>Where <see cref="Embedding.Calibration.Save"/> should write a calibration for this model.</summary>
-    public string CalibrationPath => Path.Combine(ModelDirectory, Calibration.FileName);
+    public string CalibrationPath => string.IsNullOrEmpty(options.CalibrationFile)
+        ? Path.Combine(ModelDirectory, Calibration.FileName)
+        : Path.GetFullPath(options.CalibrationFile);
 
     /// <summary>Full path of the ONNX Runtime native core the process uses.</summary>
     public string NativeLibraryPath { get; }
@@ -421,7 +423,9 @@ public sealed class OnnxEmbedder : IEmbedder
         var path = CalibrationPath;
         if (!File.Exists(path))
         {
-            return null;
+            return string.IsNullOrEmpty(options.CalibrationFile)
+                ? null
+                : throw new FileNotFoundException($"Embedding:CalibrationFile '{path}' does not exist.", path);
         }
 
         var calibration = Calibration.Load(path);

@@ -4,6 +4,33 @@ public class CalibrationTests
 {
     private const string Key = "synthetic@1";
 
+    [Fact]
+    public void A_head_folded_into_the_projection_applies_after_it_and_survives_a_round_trip()
+    {
+        var samples = CorrelatedSamples(200, 8, seed: 5);
+        var calibration = Calibration.Fit(Key, samples, new CalibrationFitOptions { OutputDimensions = 6 });
+        var random = new Random(1);
+        var head = Enumerable.Range(0, 36).Select(i => (i % 7 == 0 ? 1f : 0f) + ((float)random.NextDouble() * 0.4f) - 0.2f).ToArray();
+
+        var withHead = calibration.WithHead(head);
+        Assert.NotEqual(calibration.Fingerprint, withHead.Fingerprint);
+        var reloaded = Calibration.Parse(withHead.ToBytes());
+        foreach (var x in samples.Take(10))
+        {
+            var z = calibration.ApplyUnnormalised(x);
+            var expected = Enumerable.Range(0, 6).Select(r => Enumerable.Range(0, 6).Sum(c => head[(r * 6) + c] * z[c])).ToArray();
+            var norm = MathF.Sqrt(expected.Sum(v => v * v));
+            var actual = reloaded.Apply(x);
+            for (var d = 0; d < 6; d++)
+            {
+                Assert.Equal(expected[d] / norm, actual[d], 1e-4f);
+            }
+        }
+
+        Assert.Throws<ArgumentException>(() => calibration.WithHead(new float[35]));
+        Assert.Throws<InvalidOperationException>(() => Calibration.Fit(Key, samples, new CalibrationFitOptions { Whiten = false }).WithHead(new float[64]));
+    }
+
     /// <summary>n samples of x = A z + μ with z standard normal: correlated, off-centre, full rank.</summary>
     private static List<float[]> CorrelatedSamples(int n, int dims, int seed)
     {
