@@ -152,12 +152,14 @@ public static class UploadApi
             }
         }
 
-        // A page on another site can make the browser post a form here; browsers say so in
-        // Sec-Fetch-Site, older ones at least in Origin. Clients that are not browsers send neither.
+        // A page on another site can make the browser post a form here. Browsers say where a request
+        // comes from in Sec-Fetch-Site (trusted alone when present: it survives proxies that rewrite
+        // Host); older ones at least send Origin. Clients that are not browsers send neither.
         var site = request.Headers["Sec-Fetch-Site"].ToString();
         var origin = request.Headers.Origin.ToString();
-        var crossSite = site is "cross-site" or "same-site" ||
-            (origin.Length > 0 && (!Uri.TryCreate(origin, UriKind.Absolute, out var o) || !string.Equals(o.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase)));
+        var crossSite = site.Length > 0
+            ? site is not ("same-origin" or "none")
+            : origin.Length > 0 && (!Uri.TryCreate(origin, UriKind.Absolute, out var o) || !string.Equals(o.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
         return crossSite
             ? SearchApi.Problem(StatusCodes.Status403Forbidden, "Cross-site upload refused", "Uploads are accepted from this server's own page or from clients that are not browsers.")
             : null;

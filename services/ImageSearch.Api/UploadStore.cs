@@ -90,8 +90,7 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
                 ImageErrorKind.Empty => (StatusCodes.Status400BadRequest, "Empty file"),
                 _ => (StatusCodes.Status400BadRequest, "Corrupt image"),
             };
-            var accepted = e.Kind == ImageErrorKind.UnsupportedFormat ? " Accepted: JPEG, PNG, WebP, TIFF, GIF, HEIC and AVIF." : "";
-            throw new UploadRejectedException(status, title, $"'{name}': {e.Message}{accepted}");
+            throw new UploadRejectedException(status, title, $"'{name}': {e.Message}");
         }
     }
 
