@@ -12,8 +12,11 @@ public sealed class UploadRejectedException(int status, string title, string det
     public string Title { get; } = title;
 }
 
-/// <summary>An upload whose content was checked: an accepted image format within the limits.</summary>
-public sealed record CheckedUpload(string OriginalName, byte[] Bytes, ImageInfo Info, ImageId Id);
+/// <summary>
+/// An upload whose content was checked: an accepted image format within the limits.
+/// <see cref="OriginalName"/> is the name as sent; <see cref="Name"/> its last segment, fit for messages.
+/// </summary>
+public sealed record CheckedUpload(string OriginalName, string Name, byte[] Bytes, ImageInfo Info, ImageId Id);
 
 /// <summary>An upload written into the library. <see cref="Path"/> is library-relative, as in search hits.</summary>
 public sealed record StoredUpload(string Name, string Path, string Id, string Format, int Width, int Height, long SizeBytes);
@@ -58,7 +61,7 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
     /// corrupt files are refused now rather than failing ingestion later.
     /// </summary>
     /// <exception cref="UploadRejectedException">413, 415 or 400 with a message naming the file.</exception>
-    public CheckedUpload Check(string originalName, byte[] bytes)
+    public CheckedUpload Check(string? originalName, byte[] bytes)
     {
         var o = options.Value;
         var name = DisplayName(originalName);
@@ -79,7 +82,7 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
             }
 
             decoder.DecodeFit(bytes, 64, limits);
-            return new CheckedUpload(name, bytes, info, ImageId.FromContent(bytes));
+            return new CheckedUpload(originalName ?? "", name, bytes, info, ImageId.FromContent(bytes));
         }
         catch (InvalidImageException e)
         {
@@ -148,16 +151,16 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
 
                 problem = null;
                 var relative = string.IsNullOrEmpty(options.Value.Folder) ? name : options.Value.Folder.TrimEnd('/') + "/" + name;
-                return new StoredUpload(upload.OriginalName, relative, upload.Id.Value, upload.Info.Format, upload.Info.Width, upload.Info.Height, upload.Bytes.Length);
+                return new StoredUpload(upload.Name, relative, upload.Id.Value, upload.Info.Format, upload.Info.Width, upload.Info.Height, upload.Bytes.Length);
             }
 
             throw new UploadRejectedException(StatusCodes.Status409Conflict, "No free name",
-                $"'{upload.OriginalName}': {MaxSuffix} files named {stem}{extension} or {stem}-N{extension} exist already; rename the file.");
+                $"'{upload.Name}': {MaxSuffix} files named {stem}{extension} or {stem}-N{extension} exist already; rename the file.");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             problem = $"the upload folder {folder} is not writable by this server ({e.Message})";
-            throw new UploadRejectedException(StatusCodes.Status503ServiceUnavailable, "Uploads unavailable", $"Could not store '{upload.OriginalName}': {problem}.");
+            throw new UploadRejectedException(StatusCodes.Status503ServiceUnavailable, "Uploads unavailable", $"Could not store '{upload.Name}': {problem}.");
         }
         finally
         {
@@ -189,7 +192,7 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
 
     /// <summary>
     /// The stem a stored file is named after: the uploaded name's last segment (either separator)
-    /// without its extension, letters and digits kept, every other run of characters turned into
+    /// without its extension, letters, digits and '_' kept, every other run of characters turned into
     /// one '-', at most <see cref="MaxStemLength"/> characters; "image" when nothing is left. The
     /// result never contains a separator, a dot or a control character, so it cannot leave the folder
     /// or hide the file.
@@ -205,14 +208,17 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
         }
 
         var builder = new StringBuilder(Math.Min(name.Length, MaxStemLength));
-        foreach (var c in name.Normalize(NormalizationForm.FormC))
+        foreach (var c in name)
         {
             if (builder.Length >= MaxStemLength)
             {
                 break;
             }
 
-            if (char.IsLetterOrDigit(c) || c == '_')
+            // Combining marks stay with their letter (a decomposed "é" is "e" + U+0301). No
+            // normalisation: the build runs with invariant globalization, which has none.
+            if (char.IsLetterOrDigit(c) || c == '_' ||
+                (builder.Length > 0 && builder[^1] != '-' && CharUnicodeInfo.GetUnicodeCategory(c) is UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark))
             {
                 builder.Append(c);
             }
