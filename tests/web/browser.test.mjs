@@ -11,7 +11,7 @@
 //   SCREENSHOTS=docs/screenshots node --test tests/web/browser.test.mjs  # refresh the docs' screenshots
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -63,6 +63,9 @@ async function resultsFor(query) {
 
 describe('web page in Debian chromium', { timeout: 15 * 60_000 }, () => {
   before(async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`No browser at ${CHROMIUM}: ./imagesearch setup --test installs Debian's chromium (apt package chromium).`);
+    }
     // Every photo but the one to upload: the scene it is pasted into is there, so only the box finds it.
     library = mkdtempSync(path.join(tmpdir(), 'web-library-'));
     const files = readdirSync(photos).filter((f) => f.endsWith('.jpg') && f !== `${UPLOADED}.jpg`);

@@ -104,9 +104,11 @@ async function poll() {
     const status = await api.status();
     const pending = status.pending;
     pill.className = `status-pill ${pending ? 'busy' : 'ready'}`;
-    $('status-text').textContent = pending
+    const text = pending
       ? `${formatCount(status.indexed)} images · indexing ${formatCount(pending)}`
       : `${formatCount(status.indexed)} images${status.failed ? ` · ${formatCount(status.failed)} failed` : ''}`;
+    // Only on change: a live region announces every write.
+    if ($('status-text').textContent !== text) $('status-text').textContent = text;
     library.showStatus(status);
     await library.pollUploads();
     schedule(pending || library.busy ? 1000 : 2000);

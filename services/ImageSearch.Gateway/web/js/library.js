@@ -20,6 +20,7 @@ export class LibraryPanel {
     this.upload = null;
     this.recentKey = '';
     this.polling = false;
+    this.failuresKey = '';
 
     this.list = $('uploads');
     this.input = $('upload-file');
@@ -148,8 +149,13 @@ export class LibraryPanel {
     const failures = $('failures');
     failures.hidden = status.failed === 0;
     $('failures-summary').textContent = `${formatCount(status.failed)} ${status.failed === 1 ? 'file' : 'files'} could not be indexed`;
-    $('failures-list').replaceChildren(...status.failures.map((f) =>
-      el('li', {}, el('strong', {}, f.path), f.reason || 'No reason recorded')));
+    const failuresKey = JSON.stringify(status.failures);
+    if (failuresKey !== this.failuresKey) {
+      // Rebuilt only on change, so a list being read or scrolled stays put between polls.
+      this.failuresKey = failuresKey;
+      $('failures-list').replaceChildren(...status.failures.map((f) =>
+        el('li', {}, el('strong', {}, f.path), f.reason || 'No reason recorded')));
+    }
 
     this.#showUploadSettings(status.upload);
     const key = `${status.indexed}/${status.files}`;
