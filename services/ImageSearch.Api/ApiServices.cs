@@ -22,9 +22,9 @@ public sealed class HttpOptions
 
     /// <summary>
     /// When set, requests that change the library (uploads) must carry it in the <c>X-Api-Key</c>
-    /// header. Searches and reads stay open. At least 16 characters.
+    /// header. Searches and reads stay open. At least 16 characters, no spaces; empty = no key.
     /// </summary>
-    [MinLength(16)]
+    [RegularExpression(@"^\S{16,}$", ErrorMessage = "Http:ApiKey must be at least 16 characters without spaces (or empty for no key).")]
     public string? ApiKey { get; set; }
 }
 

@@ -86,7 +86,7 @@ public static class UploadApi
             bodyLimit.MaxRequestBodySize = o.MaxRequestBytes;
         }
 
-        var form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = o.MaxRequestBytes, ValueCountLimit = 64 }, ct).ConfigureAwait(false);
+        var form = await request.ReadFormAsync(new FormOptions { MultipartBodyLengthLimit = o.MaxRequestBytes, ValueCountLimit = o.MaxFiles + 64 }, ct).ConfigureAwait(false);
         var files = form.Files;
         if (files.Count == 0)
         {

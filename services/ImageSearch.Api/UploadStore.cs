@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using ImageSearch.Core;
+using Microsoft.Extensions.Logging;
 
 namespace ImageSearch.Api;
 
@@ -28,7 +29,7 @@ public sealed record StoredUpload(string Name, string Path, string Id, string Fo
 /// the uploaded name, reduced to letters, digits, '-' and '_', with the extension of the format
 /// found; nothing is ever overwritten (an existing name gets a numeric suffix).
 /// </summary>
-public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> options)
+public sealed partial class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> options, ILogger<UploadStore> logger)
 {
     /// <summary>Longest stem kept from an uploaded name.</summary>
     public const int MaxStemLength = 64;
@@ -151,6 +152,7 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
 
                 problem = null;
                 var relative = string.IsNullOrEmpty(options.Value.Folder) ? name : options.Value.Folder.TrimEnd('/') + "/" + name;
+                LogStored(logger, relative, upload.Bytes.Length, upload.Id.Value);
                 return new StoredUpload(upload.Name, relative, upload.Id.Value, upload.Info.Format, upload.Info.Width, upload.Info.Height, upload.Bytes.Length);
             }
 
@@ -246,6 +248,9 @@ public sealed class UploadStore(IImageDecoder decoder, IOptions<UploadOptions> o
         >= 1024 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1024.0:0.#} KB"),
         _ => string.Create(CultureInfo.InvariantCulture, $"{bytes} bytes"),
     };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stored upload {Path} ({Bytes} bytes, image {ImageId})")]
+    private static partial void LogStored(ILogger logger, string path, int bytes, string imageId);
 
     private static void TryDelete(string path)
     {

@@ -1,5 +1,6 @@
 using ImageSearch.Imaging;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Api.Tests;
@@ -126,13 +127,13 @@ public sealed class UploadStoreTests : IDisposable
     {
         var file = Path.Combine(root, "not-a-folder");
         File.WriteAllText(file, "");
-        var store = new UploadStore(new VipsImageDecoder(), Options.Create(new UploadOptions { LibraryRoot = file }));
+        var store = new UploadStore(new VipsImageDecoder(), Options.Create(new UploadOptions { LibraryRoot = file }), NullLogger<UploadStore>.Instance);
         Assert.Contains("not writable", store.Probe(), StringComparison.Ordinal);
         Assert.Null(Store().Probe());
     }
 
     private UploadStore Store() =>
-        new(new VipsImageDecoder(), Options.Create(new UploadOptions { LibraryRoot = root, MaxPixels = 40_000_000 }));
+        new(new VipsImageDecoder(), Options.Create(new UploadOptions { LibraryRoot = root, MaxPixels = 40_000_000 }), NullLogger<UploadStore>.Instance);
 
     private static byte[] Photo(string stem) => File.ReadAllBytes(Path.Combine(TestData.Photos, stem + ".jpg"));
 }
