@@ -1,7 +1,8 @@
 // The web page in a real browser: Debian's chromium (apt, installed by `./imagesearch setup --test`)
 // driven by playwright-core, never a downloaded browser, against the real gateway on loopback with
 // the real model and real photos. Upload a photo, wait until it is indexed, search with a box drawn
-// with the mouse, see the uploaded photo first, open it and find similar images.
+// with the mouse (and, on a phone-sized touch screen, with a finger), see the uploaded photo first,
+// open it and find similar images.
 //
 // Every wait is on a condition (a state the page shows), with generous deadlines; nothing depends
 // on timing. Screenshots go to .cache/test-results/web/ and, with SCREENSHOTS=docs/screenshots
@@ -30,13 +31,13 @@ let page;
 let library;
 let libraryCount;
 
-async function screenshot(name, options = {}) {
+async function screenshot(name, options = {}, pg = page) {
   // Pictures for people: wait until the images in view have loaded.
-  await page.waitForFunction(() => [...document.images].every((img) => {
+  await pg.waitForFunction(() => [...document.images].every((img) => {
     const r = img.getBoundingClientRect();
     return img.complete || r.bottom < 0 || r.top > innerHeight || r.width === 0;
   }));
-  const shot = await page.screenshot({ animations: 'disabled', caret: 'hide', ...options });
+  const shot = await pg.screenshot({ animations: 'disabled', caret: 'hide', ...options });
   for (const dir of outputs) {
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, name), shot);
@@ -44,8 +45,8 @@ async function screenshot(name, options = {}) {
 }
 
 /** The box on screen, from its accessible name ("Search region: W by H pixels at X, Y"). */
-async function drawnBox() {
-  const label = await page.getByRole('group', { name: /^Search region/ }).getAttribute('aria-label');
+async function drawnBox(pg = page) {
+  const label = await pg.getByRole('group', { name: /^Search region/ }).getAttribute('aria-label');
   const [w, h, x, y] = label.match(/\d+/g).map(Number);
   return { x, y, w, h };
 }
@@ -53,12 +54,32 @@ async function drawnBox() {
 const boxQuery = (b) => `image box=${b.x},${b.y},${b.w},${b.h}`;
 
 /** Waits until the results list answers `query` (data-query) and no search is in flight; returns the hits' paths. */
-async function resultsFor(query) {
-  await page.waitForFunction((q) => {
+async function resultsFor(query, pg = page) {
+  await pg.waitForFunction((q) => {
     const list = document.getElementById('results');
     return list.dataset.query === q && !list.hasAttribute('aria-busy');
   }, query, { timeout: 120_000 });
-  return page.locator('#results .tile-name').evaluateAll((names) => names.map((n) => n.title));
+  return pg.locator('#results .tile-name').evaluateAll((names) => names.map((n) => n.title));
+}
+
+/** Where image pixel (x, y) of the query image is on the screen. */
+async function screenPoint(pg, x, y) {
+  const image = pg.getByRole('img', { name: 'Query image' });
+  const [nw, nh] = await image.evaluate((img) => [img.naturalWidth, img.naturalHeight]);
+  const r = await image.boundingBox();
+  return [r.x + (x / nw) * r.width, r.y + (y / nh) * r.height];
+}
+
+/** The box where the uploaded photo was pasted into its scene (x,y,w,h in the scene's pixels). */
+function pastedBox() {
+  const [x, y, w, h] = readFileSync(path.join(variants, `${UPLOADED}.in-scene.box`), 'utf8').trim().split(',').map(Number);
+  return { x, y, w, h };
+}
+
+function assertNear(box, wanted) {
+  for (const k of ['x', 'y', 'w', 'h']) {
+    assert.ok(Math.abs(box[k] - wanted[k]) <= 3, `box drawn ${JSON.stringify(box)}, wanted ${JSON.stringify(wanted)}`);
+  }
 }
 
 describe('web page in Debian chromium', { timeout: 15 * 60_000 }, () => {
@@ -121,22 +142,16 @@ describe('web page in Debian chromium', { timeout: 15 * 60_000 }, () => {
     const whole = await resultsFor('image');
     assert.notEqual(whole[0], UPLOADED_PATH, 'the whole scene finds the scene, not the photo pasted into it');
 
-    // Draw the box where the photo was pasted (x,y,w,h in the scene's pixels), with the mouse.
-    const [x, y, w, h] = readFileSync(path.join(variants, `${UPLOADED}.in-scene.box`), 'utf8').trim().split(',').map(Number);
-    const image = page.getByRole('img', { name: 'Query image' });
-    const natural = await image.evaluate((img) => [img.naturalWidth, img.naturalHeight]);
-    const r = await image.boundingBox();
-    const at = (px, py) => [r.x + (px / natural[0]) * r.width, r.y + (py / natural[1]) * r.height];
-    await page.mouse.move(...at(x, y));
+    // Draw the box where the photo was pasted, with the mouse.
+    const { x, y, w, h } = pastedBox();
+    await page.mouse.move(...await screenPoint(page, x, y));
     await page.mouse.down();
-    await page.mouse.move(...at(x + w / 2, y + h / 2), { steps: 5 });
-    await page.mouse.move(...at(x + w, y + h), { steps: 5 });
+    await page.mouse.move(...await screenPoint(page, x + w / 2, y + h / 2), { steps: 5 });
+    await page.mouse.move(...await screenPoint(page, x + w, y + h), { steps: 5 });
     await page.mouse.up();
 
     const box = await drawnBox();
-    for (const [drawn, wanted] of [[box.x, x], [box.y, y], [box.w, w], [box.h, h]]) {
-      assert.ok(Math.abs(drawn - wanted) <= 3, `box drawn ${JSON.stringify(box)}, wanted ${x},${y},${w},${h}`);
-    }
+    assertNear(box, { x, y, w, h });
     const hits = await resultsFor(boxQuery(box));
     assert.equal(hits[0], UPLOADED_PATH, `first hit with the box: ${hits.join(', ')}`);
     await screenshot('search.png');
@@ -170,15 +185,39 @@ describe('web page in Debian chromium', { timeout: 15 * 60_000 }, () => {
     assert.ok(similar.length > 0, 'similar images are listed');
     assert.ok(!similar.includes(UPLOADED_PATH), 'the image itself is left out');
     await page.getByRole('heading', { name: `Similar to ${UPLOADED}.jpg` }).waitFor();
-  });
 
-  it('fits a phone-sized screen', async () => {
-    await page.setViewportSize({ width: 390, height: 844 });
+    // And back to the image and its box.
     await page.getByRole('button', { name: 'Back to my query' }).click();
     await resultsFor(boxQuery(await drawnBox()));
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-    assert.equal(overflow, 0, 'no horizontal scrolling');
-    await page.evaluate(() => window.scrollTo(0, 0));
-    await screenshot('phone.png', { fullPage: true });
+  });
+
+  it('draws the box with a finger on a phone-sized touch screen', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+    try {
+      const small = await phone.newPage();
+      await small.goto(gateway.url);
+      await small.getByLabel('Choose a query image').setInputFiles(path.join(variants, `${UPLOADED}.in-scene.jpg`));
+      await resultsFor('image', small);
+
+      // A finger drag: touch events through the DevTools protocol, which the page sees as Pointer Events.
+      const wanted = pastedBox();
+      const touch = await phone.newCDPSession(small);
+      const at = async (px, py) => { const [tx, ty] = await screenPoint(small, px, py); return [{ x: tx, y: ty }]; };
+      await touch.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: await at(wanted.x, wanted.y) });
+      for (const f of [0.25, 0.5, 0.75, 1]) {
+        await touch.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: await at(wanted.x + wanted.w * f, wanted.y + wanted.h * f) });
+      }
+      await touch.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+
+      const box = await drawnBox(small);
+      assertNear(box, wanted);
+      const hits = await resultsFor(boxQuery(box), small);
+      assert.equal(hits[0], UPLOADED_PATH, `first hit with the box drawn by touch: ${hits.join(', ')}`);
+      const overflow = await small.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert.equal(overflow, 0, 'no sideways scrolling');
+      await screenshot('phone.png', { fullPage: true }, small);
+    } finally {
+      await phone.close();
+    }
   });
 });
