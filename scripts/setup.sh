@@ -24,7 +24,7 @@ stamp_ok() { [[ -f "$stamps/$1" && "$(cat "$stamps/$1")" == "$2" ]]; }
 stamp_set() { echo "$2" > "$stamps/$1"; }
 
 # 1. Debian packages (root, no prompts; apt-get update only when something is missing).
-apt_packages=(libvips42 libturbojpeg0 libhnswlib-dev g++ python3-onnx python3-numpy python3-pil sqlite3 curl)
+apt_packages=(libvips42 libturbojpeg0 libhnswlib-dev libvlfeat-dev g++ python3-onnx python3-numpy python3-pil sqlite3 curl)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
 # The browser test drives Debian's chromium (never a downloaded browser); fonts for its screenshots.
 [[ $want_test == 0 ]] || apt_packages+=(chromium fonts-dejavu-core)

@@ -13,16 +13,17 @@ public sealed class LocalSearchBackend(
     FolderLibrary library,
     IngestionProgress progress,
     IngestionStats stats,
-    IOptions<HttpOptions> httpOptions) : ISearchBackend
+    IOptions<HttpOptions> httpOptions,
+    IOptions<RerankOptions> rerankOptions) : ISearchBackend
 {
     private const int MaxFailuresListed = 100;
 
-    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct)
+    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, bool rerank, CancellationToken ct)
     {
         // Header check first: a decompression bomb is refused before any pixel is allocated.
         var limits = httpOptions.Value;
         search.CheckQueryImage(image, new DecodeLimits(limits.MaxRequestBytes, limits.MaxQueryPixels));
-        var result = await search.SearchAsync(new ImageQuery(image, box, top, exact, regions, expand), ct).ConfigureAwait(false);
+        var result = await search.SearchAsync(new ImageQuery(image, box, top, exact, regions, expand, rerank), ct).ConfigureAwait(false);
         return ToResponse(top, box, result);
     }
 
@@ -38,9 +39,9 @@ public sealed class LocalSearchBackend(
         return results.Select((r, i) => ToResponse(top, queries[i].Box, r)).ToList();
     }
 
-    public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct)
+    public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, bool rerank, CancellationToken ct)
     {
-        var result = await search.SearchByIdAsync(id, top, exact, ct).ConfigureAwait(false);
+        var result = await search.SearchByIdAsync(id, top, exact, rerank, ct).ConfigureAwait(false);
         return result is null ? null : ToResponse(top, null, result);
     }
 
@@ -136,7 +137,7 @@ public sealed class LocalSearchBackend(
 
     private SearchResponse ToResponse(int top, BoundingBox? box, SearchResult result) =>
         new(embedder.Model.Key, top, box?.ToString(), Math.Round(result.EmbedMilliseconds, 2), Math.Round(result.SearchMilliseconds, 3),
-            result.Hits.Select(HitDto.From).ToList());
+            result.Hits.Select(h => HitDto.From(h, rerankOptions.Value.MinInliers)).ToList());
 
     internal static string ContentTypeFor(string path) => Path.GetExtension(path).ToLowerInvariant() switch
     {

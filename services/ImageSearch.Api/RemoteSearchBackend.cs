@@ -9,7 +9,8 @@ namespace ImageSearch.Api;
 
 /// <summary>
 /// The distributed gateway: sends each request to every configured query service in parallel, each
-/// within its time budget, and merges the answers. Hits are merged by score and de-duplicated by id
+/// within its time budget, and merges the answers. Hits are merged (verified matches first, by
+/// inlier count, then by score) and de-duplicated by id
 /// (the same image may be held by several instances); a backend that fails or runs out of time is
 /// left out and the answer is marked partial. A backend's 4xx (bad input) is passed on as it is.
 /// </summary>
@@ -21,7 +22,7 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
 
     private Uri[] Backends => options.Value.QueryServices.Select(u => new Uri(u.EndsWith('/') ? u : u + "/")).ToArray();
 
-    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct)
+    public async Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, bool rerank, CancellationToken ct)
     {
         var answers = await FanOutAsync(async (client, backend, token) =>
         {
@@ -35,6 +36,7 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             form.Add(new StringContent(exact ? "true" : "false"), "exact");
             form.Add(new StringContent(regions ? "true" : "false"), "regions");
             form.Add(new StringContent(expand.ToString(CultureInfo.InvariantCulture)), "expand");
+            form.Add(new StringContent(rerank ? "true" : "false"), "rerank");
             using var response = await client.PostAsync(new Uri(backend, "api/search"), form, token).ConfigureAwait(false);
             return await ReadAsync<SearchResponse>(response, token).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
@@ -61,11 +63,11 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             ?? throw Unavailable(answers)).ToList();
     }
 
-    public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct)
+    public async Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, bool rerank, CancellationToken ct)
     {
         var answers = await FanOutAsync(async (client, backend, token) =>
         {
-            var uri = new Uri(backend, string.Create(CultureInfo.InvariantCulture, $"api/search/by-id/{id.Value}?top={top}&exact={(exact ? "true" : "false")}"));
+            var uri = new Uri(backend, string.Create(CultureInfo.InvariantCulture, $"api/search/by-id/{id.Value}?top={top}&exact={(exact ? "true" : "false")}&rerank={(rerank ? "true" : "false")}"));
             using var response = await client.PostAsync(uri, null, token).ConfigureAwait(false);
             return response.StatusCode == HttpStatusCode.NotFound ? null : await ReadAsync<SearchResponse>(response, token).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
@@ -205,10 +207,14 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             return null;
         }
 
+        // Verified matches (re-ranked by local features) first, by inlier count, as each backend
+        // ranks them; then the rest by score.
         var hits = ok.SelectMany(r => r.Hits)
             .GroupBy(h => h.Id, StringComparer.Ordinal)
-            .Select(g => g.MaxBy(h => h.Score)!)
-            .OrderByDescending(h => h.Score)
+            .Select(g => g.OrderByDescending(h => h.Verified).ThenByDescending(h => h.Inliers ?? 0).ThenByDescending(h => h.Score).First())
+            .OrderByDescending(h => h.Verified)
+            .ThenByDescending(h => h.Verified ? h.Inliers ?? 0 : 0)
+            .ThenByDescending(h => h.Score)
             .ThenBy(h => h.Id, StringComparer.Ordinal)
             .Take(top)
             .ToList();

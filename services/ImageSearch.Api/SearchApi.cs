@@ -6,16 +6,22 @@ using Microsoft.AspNetCore.Http.HttpResults;
 namespace ImageSearch.Api;
 
 /// <summary>One hit as the API returns it; URLs are relative to the gateway.</summary>
-public sealed record HitDto(string Id, float Score, string Path, int Width, int Height, long SizeBytes, DateTimeOffset AddedAt, string ImageUrl, string ThumbnailUrl)
+/// <summary>
+/// A hit. <see cref="Inliers"/>: the feature matches that agree geometrically with the query when
+/// the hit was verified by re-ranking (null otherwise); a hit with at least Rerank:MinInliers is a
+/// verified match of the same scene or object, ranked ahead of unverified ones.
+/// </summary>
+public sealed record HitDto(string Id, float Score, string Path, int Width, int Height, long SizeBytes, DateTimeOffset AddedAt, string ImageUrl, string ThumbnailUrl,
+    int? Inliers = null, bool Verified = false)
 {
-    public static HitDto From(SearchHit h) => new(h.Id.Value, h.Score, h.Payload.Path, h.Payload.Width, h.Payload.Height,
-        h.Payload.SizeBytes, h.Payload.AddedAt, $"/api/images/{h.Id.Value}", $"/api/images/{h.Id.Value}/thumbnail");
+    public static HitDto From(SearchHit h, int minInliers) => new(h.Id.Value, h.Score, h.Payload.Path, h.Payload.Width, h.Payload.Height,
+        h.Payload.SizeBytes, h.Payload.AddedAt, $"/api/images/{h.Id.Value}", $"/api/images/{h.Id.Value}/thumbnail", h.Inliers, h.Inliers >= minInliers);
 }
 
 /// <summary>Search results. <see cref="Partial"/> when some backend failed or ran out of time; <see cref="Errors"/> says which.</summary>
 public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits, bool Partial = false, IReadOnlyList<string>? Errors = null);
 
-/// <summary><c>POST /api/search</c> (multipart: image, box, top, exact, regions, expand) and <c>POST /api/search/by-id/{id}</c>.</summary>
+/// <summary><c>POST /api/search</c> (multipart: image, box, top, exact, regions, expand, rerank) and <c>POST /api/search/by-id/{id}</c>.</summary>
 public static class SearchApi
 {
     public const int DefaultTop = 10;
@@ -34,7 +40,7 @@ public static class SearchApi
     {
         if (!request.HasFormContentType)
         {
-            return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact, regions, expand).");
+            return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact, regions, expand, rerank).");
         }
 
         var form = await request.ReadFormAsync(ct).ConfigureAwait(false);
@@ -60,8 +66,13 @@ public static class SearchApi
             return badExpand;
         }
 
+        if (ParseBool(form["rerank"], "rerank", out var rerank, fallback: true) is { } badRerank)
+        {
+            return badRerank;
+        }
+
         var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
-        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, regions, expand, ct).ConfigureAwait(false));
+        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, regions, expand, rerank, ct).ConfigureAwait(false));
     }
 
     /// <summary>Most images one batch request may carry.</summary>
@@ -127,7 +138,12 @@ public static class SearchApi
             return problem;
         }
 
-        var result = await backend.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, ct).ConfigureAwait(false);
+        if (ParseBool(request.Query["rerank"], "rerank", out var rerank, fallback: true) is { } badRerank)
+        {
+            return badRerank;
+        }
+
+        var result = await backend.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, rerank, ct).ConfigureAwait(false);
         return result is null
             ? Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.")
             : TypedResults.Ok(result);
@@ -175,10 +191,10 @@ public static class SearchApi
         return Problem(StatusCodes.Status400BadRequest, $"Invalid {name}", string.Create(CultureInfo.InvariantCulture, $"{name} must be an integer between {min} and {max}; got '{field}'."));
     }
 
-    /// <summary>An optional true/false field; absent is false. Returns the problem, if any.</summary>
-    private static ProblemHttpResult? ParseBool(Microsoft.Extensions.Primitives.StringValues field, string name, out bool value)
+    /// <summary>An optional true/false field; absent is <paramref name="fallback"/>. Returns the problem, if any.</summary>
+    private static ProblemHttpResult? ParseBool(Microsoft.Extensions.Primitives.StringValues field, string name, out bool value, bool fallback = false)
     {
-        value = false;
+        value = fallback;
         return string.IsNullOrWhiteSpace(field) || bool.TryParse(field, out value)
             ? null
             : Problem(StatusCodes.Status400BadRequest, $"Invalid {name}", $"{name} must be true or false; got '{field}'.");

@@ -21,15 +21,16 @@ public interface ISearchBackend
     /// <summary>
     /// One query; <paramref name="regions"/> also searches sliding windows of a query without a box
     /// (region mode); <paramref name="expand"/> &gt; 0 re-searches with the query expanded by that many
-    /// top neighbours (alpha query expansion).
+    /// top neighbours (alpha query expansion); <paramref name="rerank"/> verifies the nearest neighbours
+    /// by local features where the service has them on.
     /// </summary>
-    Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, CancellationToken ct);
+    Task<SearchResponse> SearchAsync(byte[] image, BoundingBox? box, int top, bool exact, bool regions, int expand, bool rerank, CancellationToken ct);
 
     /// <summary>Many queries at once (one model call per batch where the backend embeds); results in query order.</summary>
     Task<IReadOnlyList<SearchResponse>> SearchManyAsync(IReadOnlyList<BatchQuery> queries, int top, bool exact, CancellationToken ct);
 
     /// <summary>Null when no backend knows the id.</summary>
-    Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, CancellationToken ct);
+    Task<SearchResponse?> SearchByIdAsync(ImageId id, int top, bool exact, bool rerank, CancellationToken ct);
 
     /// <summary>The original file, or null when no file of the library holds the image.</summary>
     Task<ImageContent?> GetImageAsync(ImageId id, CancellationToken ct);

@@ -23,6 +23,7 @@ internal static class EvalCommand
         var output = new Option<string?>("--out") { Description = "Also write the results TSV here (score it with score.py)." };
         var expand = new Option<int>("--expand") { Description = "Alpha query expansion with this many top neighbours (0 = off)." };
         var regions = new Option<bool>("--regions") { Description = "Region mode for queries without a box: also search sliding windows of the query." };
+        var noRerank = new Option<bool>("--no-rerank") { Description = "Do not re-rank the nearest neighbours by local features (SIFT + geometric verification)." };
         var command = new Command("eval", "Score retrieval quality and latency on a benchmark.");
         command.Options.Add(bench);
         command.Options.Add(depth);
@@ -30,6 +31,7 @@ internal static class EvalCommand
         command.Options.Add(output);
         command.Options.Add(regions);
         command.Options.Add(expand);
+        command.Options.Add(noRerank);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -58,7 +60,7 @@ internal static class EvalCommand
                 var top = parse.GetValue(depth);
                 foreach (var q in queries)
                 {
-                    var (result, milliseconds) = await RunTimedAsync(search, root, q, top, ct, parse.GetValue(regions), parse.GetValue(expand)).ConfigureAwait(false);
+                    var (result, milliseconds) = await RunTimedAsync(search, root, q, top, ct, parse.GetValue(regions), parse.GetValue(expand), !parse.GetValue(noRerank)).ConfigureAwait(false);
                     latencies.Add(milliseconds);
                     ranked[q.QueryId] = result.Hits.Select(h => h.Payload.Path).ToList();
                     var rank = 0;
@@ -100,12 +102,12 @@ internal static class EvalCommand
     }
 
     /// <summary>One benchmark query, end to end in the process: read the file, decode, crop to its box, embed, k-NN.</summary>
-    public static async Task<(SearchResult Result, double Milliseconds)> RunTimedAsync(SearchService search, string benchRoot, BenchQuery query, int top, CancellationToken ct, bool regions = false, int expand = 0)
+    public static async Task<(SearchResult Result, double Milliseconds)> RunTimedAsync(SearchService search, string benchRoot, BenchQuery query, int top, CancellationToken ct, bool regions = false, int expand = 0, bool rerank = true)
     {
         var t = Stopwatch.GetTimestamp();
         var bytes = await File.ReadAllBytesAsync(Path.Combine(benchRoot, query.QueryPath), ct).ConfigureAwait(false);
         var box = string.IsNullOrEmpty(query.Box) ? (BoundingBox?)null : BoundingBox.Parse(query.Box);
-        var result = await search.SearchAsync(new ImageQuery(bytes, box, top, Regions: regions, Expand: expand), ct).ConfigureAwait(false);
+        var result = await search.SearchAsync(new ImageQuery(bytes, box, top, Regions: regions, Expand: expand, Rerank: rerank), ct).ConfigureAwait(false);
         return (result, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
     }
 

@@ -12,6 +12,7 @@ internal static class SearchCommands
     private static readonly Option<int> Top = new("--top") { Description = "Hits per query.", DefaultValueFactory = _ => 10 };
     private static readonly Option<bool> Exact = new("--exact") { Description = "Brute-force search instead of HNSW." };
     private static readonly Option<bool> Regions = new("--regions") { Description = "Without --box: also search sliding windows of the query (finds a photo shown inside a larger scene)." };
+    private static readonly Option<bool> NoRerank = new("--no-rerank") { Description = "Do not re-rank the nearest neighbours by local features (SIFT + geometric verification)." };
 
     public static Command CreateSearch()
     {
@@ -23,6 +24,7 @@ internal static class SearchCommands
         command.Options.Add(Top);
         command.Options.Add(Exact);
         command.Options.Add(Regions);
+        command.Options.Add(NoRerank);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -61,11 +63,13 @@ internal static class SearchCommands
             try
             {
                 var bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false);
-                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions)), ct).ConfigureAwait(false);
+                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions), Rerank: !parse.GetValue(NoRerank)), ct).ConfigureAwait(false);
                 var rank = 0;
                 foreach (var hit in result.Hits)
                 {
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{++rank,3}  {hit.Score:F4}  {hit.Payload.Path}"));
+                    // rank, cosine score, inliers of the local-feature verification ("-": not verified), path.
+                    var inliers = hit.Inliers is { } n ? n.ToString(CultureInfo.InvariantCulture) : "-";
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{++rank,3}  {hit.Score:F4}  {inliers,4}  {hit.Payload.Path}"));
                 }
 
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"({result.Hits.Count} hits; embed {result.EmbedMilliseconds:F0} ms, search {result.SearchMilliseconds:F1} ms)"));

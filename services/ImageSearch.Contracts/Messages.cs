@@ -26,6 +26,11 @@ public sealed record ImageRemoved(string Path);
 /// so the message carries no vector. False (the default, and what messages without the field read as)
 /// when the store is embedded in the indexer's process and the vector travels here.
 /// </param>
+/// <param name="LocalFeatures">
+/// The image's local features for re-ranking (LocalFeatureSet.ToBytes, base64 in JSON), travelling
+/// with the vector when the indexer applies it; null when the worker stored them itself, or when
+/// local features are off.
+/// </param>
 public sealed record ImageEmbedded(
     string Path,
     string ImageId,
@@ -36,7 +41,8 @@ public sealed record ImageEmbedded(
     int Height,
     string ContentHash,
     DateTimeOffset ModifiedAt,
-    bool VectorStored = false);
+    bool VectorStored = false,
+    byte[]? LocalFeatures = null);
 
 /// <summary>Event: a file could not be ingested for a reason retrying cannot fix.</summary>
 public sealed record ImageIngestionFailed(string Path, string Reason, long SizeBytes, DateTimeOffset ModifiedAt);

@@ -41,10 +41,11 @@ public interface IImageDecoder
     IReadOnlyList<RgbImage> PrepareRegions(ReadOnlyMemory<byte> data, int width, int height, IReadOnlyList<BoundingBox> regions, DecodeLimits? limits = null);
 
     /// <summary>
-    /// Decodes with orientation applied and returns the whole image shrunk so its longer side is at
-    /// most <paramref name="maxSide"/> (never enlarged), as RGB pixels.
+    /// Decodes with orientation applied and returns the whole image, or its part inside
+    /// <paramref name="region"/> (original-image pixels, clamped to the image), shrunk so its longer
+    /// side is at most <paramref name="maxSide"/> (never enlarged), as RGB pixels.
     /// </summary>
-    RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);
+    RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null, BoundingBox? region = null);
 
     /// <summary>A JPEG thumbnail whose longer side is at most <paramref name="maxSide"/>.</summary>
     byte[] Thumbnail(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);

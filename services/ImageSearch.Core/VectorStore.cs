@@ -9,11 +9,19 @@ namespace ImageSearch.Core;
 /// <param name="AddedAt">When the image was first indexed.</param>
 public sealed record ImagePayload(string Path, long SizeBytes, int Width, int Height, string ContentHash, DateTimeOffset AddedAt);
 
-/// <summary>One point: id, unit vector, payload.</summary>
-public sealed record VectorRecord(ImageId Id, float[] Vector, ImagePayload Payload);
+/// <summary>
+/// One point: id, unit vector, payload, and optionally the image's local features in
+/// <see cref="LocalFeatureSet.ToBytes"/> form (stored beside the point for re-ranking; an upsert
+/// without them keeps what is stored).
+/// </summary>
+public sealed record VectorRecord(ImageId Id, float[] Vector, ImagePayload Payload, byte[]? LocalFeatures = null);
 
-/// <summary>A search result; <see cref="Score"/> is cosine similarity (higher is better).</summary>
-public sealed record SearchHit(ImageId Id, float Score, ImagePayload Payload);
+/// <summary>
+/// A search result; <see cref="Score"/> is cosine similarity (higher is better). After re-ranking
+/// by local features, <see cref="Inliers"/> is the number of geometrically consistent feature
+/// matches with the query (null when the hit was not verified).
+/// </summary>
+public sealed record SearchHit(ImageId Id, float Score, ImagePayload Payload, int? Inliers = null);
 
 /// <summary>Search parameters.</summary>
 /// <param name="Top">Number of hits wanted.</param>
@@ -40,4 +48,10 @@ public interface IVectorStore : IDisposable
     Task<VectorRecord?> GetAsync(ImageId id, CancellationToken cancellationToken = default);
 
     Task<long> CountAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The local features stored with these points, in <see cref="LocalFeatureSet.ToBytes"/> form;
+    /// ids unknown or stored without features are absent from the answer.
+    /// </summary>
+    Task<IReadOnlyDictionary<ImageId, byte[]>> GetLocalFeaturesAsync(IReadOnlyList<ImageId> ids, CancellationToken cancellationToken = default);
 }

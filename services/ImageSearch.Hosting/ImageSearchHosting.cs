@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using ImageSearch.Core;
 using ImageSearch.Embedding;
 using ImageSearch.Imaging;
+using ImageSearch.LocalFeatures;
 using ImageSearch.Pipeline;
 using ImageSearch.Qdrant;
 using ImageSearch.VectorStore;
@@ -50,9 +51,17 @@ public static class ImageSearchHosting
     {
         var services = builder.Services;
         var configuration = builder.Configuration;
+        var localFeatures = configuration.GetSection(RerankOptions.Section).Get<RerankOptions>()?.Enabled ?? new RerankOptions().Enabled;
         if (roles.HasFlag(PipelineRoles.Ingest) || roles.HasFlag(PipelineRoles.Query))
         {
             services.AddVipsImageDecoder();
+
+            // Local features: extracted at ingestion, verified at query time (Rerank:Enabled).
+            services.AddOptions<LocalFeatureOptions>().Bind(configuration.GetSection(LocalFeatureOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+            if (localFeatures)
+            {
+                services.AddSiftLocalFeatures();
+            }
         }
 
         // The indexer checks that embeddings come from its model, and the store is named after it.
@@ -84,7 +93,7 @@ public static class ImageSearchHosting
                 services.AddOptions<EmbeddedStoreOptions>()
                     .Bind(configuration.GetSection(IndexOptions.Section + ":Hnsw"))
                     .Configure<IOptions<IndexOptions>, IEmbedder>((store, index, embedder) =>
-                        store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model)));
+                        store.Directory = Path.Combine(Path.GetFullPath(index.Value.Directory), FolderName(embedder.Model, localFeatures)));
             }
 
             services.AddHealthChecks().AddCheck<IndexHealthCheck>("index");
@@ -108,9 +117,13 @@ public static class ImageSearchHosting
         return builder;
     }
 
-    /// <summary>A file-system-safe folder name for a model key such as "inception-v3-mixed7@1+cal.0a1b".</summary>
-    public static string FolderName(EmbeddingModelInfo model) =>
-        string.Concat(model.Key.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '@' or '+' ? c : '_'));
+    /// <summary>
+    /// A file-system-safe folder name for a model key such as "inception-v3-mixed7@1+cal.0a1b", with
+    /// "+sift1" when the index also holds local features (turning them on builds a new index, as a
+    /// model change does, so every image gets its features; the Qdrant catalog keeps the plain name).
+    /// </summary>
+    public static string FolderName(EmbeddingModelInfo model, bool localFeatures = false) =>
+        string.Concat(model.Key.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '@' or '+' ? c : '_')) + (localFeatures ? "+sift1" : "");
 }
 
 /// <summary>Ready when the store opens and answers a count.</summary>

@@ -108,13 +108,14 @@ public sealed class VipsImageDecoder : IImageDecoder
     }
 
     /// <inheritdoc />
-    public RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null)
+    public RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null, BoundingBox? region = null)
     {
         CheckSide(maxSide);
         using var session = DecodeSession.Open(data, limits ?? DecodeLimits.Default);
         var info = session.Info;
-        var (width, height) = FitWithin(info.Width, info.Height, maxSide);
-        return session.RenderPixels(new BoundingBox(0, 0, info.Width, info.Height), width, height);
+        var box = region?.ClampTo(info.Width, info.Height) ?? new BoundingBox(0, 0, info.Width, info.Height);
+        var (width, height) = FitWithin(box.Width, box.Height, maxSide);
+        return session.RenderPixels(box, width, height);
     }
 
     /// <inheritdoc />

@@ -9,7 +9,8 @@ using Microsoft.Extensions.Options;
 namespace ImageSearch.Pipeline;
 
 /// <summary>
-/// The ingest worker's handler: reads a batch of added files, decodes them in parallel, embeds them
+/// The ingest worker's handler: reads a batch of added files, decodes them in parallel (and extracts
+/// their local features when an <see cref="ILocalFeatureExtractor"/> is registered), embeds them
 /// in one model call and publishes ImageEmbedded (or ImageIngestionFailed with the reason). With
 /// <see cref="IngestOptions.UpsertDirectly"/> (a worker sharing a Qdrant store) it first upserts the
 /// new vectors itself, in one durable call per batch, and publishes the events without them; the
@@ -38,11 +39,12 @@ public sealed partial class ImageAddedConsumer(
         var messages = latest.Select(m => m.Message).ToArray();
         var waits = latest.Select(m => m.SentTime is { } sent ? Math.Max(0, (received - sent).TotalMilliseconds) : 0).ToArray();
         var store = services.GetService<IVectorStore>();
+        var features = services.GetService<ILocalFeatureExtractor>();
         var items = new Item[messages.Length];
         var threads = ingestOptions.Value.DecodeThreads is > 0 and var t ? t : Environment.ProcessorCount;
         var model = embedder.Model;
         await Parallel.ForAsync(0, messages.Length, new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = context.CancellationToken },
-            async (i, ct) => items[i] = await PrepareAsync(messages[i], store, model, ct).ConfigureAwait(false)).ConfigureAwait(false);
+            async (i, ct) => items[i] = await PrepareAsync(messages[i], store, features, model, ct).ConfigureAwait(false)).ConfigureAwait(false);
 
         var toEmbed = items.Where(i => i.Prepared is not null).ToArray();
         if (toEmbed.Length > 0)
@@ -63,7 +65,7 @@ public sealed partial class ImageAddedConsumer(
             var addedAt = clock.GetUtcNow();
             // Two copies of one file in a batch are one point.
             await target.UpsertAsync(toEmbed.DistinctBy(i => i.Id).Select(i => new VectorRecord(i.Id, i.Vector!,
-                new ImagePayload(i.Message.Path, i.SizeBytes, i.Width, i.Height, i.ContentHash!, addedAt))).ToList(),
+                new ImagePayload(i.Message.Path, i.SizeBytes, i.Width, i.Height, i.ContentHash!, addedAt), i.LocalFeatures)).ToList(),
                 context.CancellationToken).ConfigureAwait(false);
         }
 
@@ -86,7 +88,8 @@ public sealed partial class ImageAddedConsumer(
             else
             {
                 embedded.Add((new ImageEmbedded(m.Path, item.Id.Value, upsertDirectly ? [] : item.Vector!, model.Key, item.SizeBytes,
-                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt, VectorStored: upsertDirectly), waits[i]));
+                    item.Width, item.Height, item.ContentHash!, item.ModifiedAt, VectorStored: upsertDirectly,
+                    LocalFeatures: upsertDirectly ? null : item.LocalFeatures), waits[i]));
             }
         }
 
@@ -99,7 +102,7 @@ public sealed partial class ImageAddedConsumer(
         await PublishAsync(context, removed).ConfigureAwait(false);
     }
 
-    private async Task<Item> PrepareAsync(ImageAdded message, IVectorStore? store, EmbeddingModelInfo model, CancellationToken ct)
+    private async Task<Item> PrepareAsync(ImageAdded message, IVectorStore? store, ILocalFeatureExtractor? features, EmbeddingModelInfo model, CancellationToken ct)
     {
         var item = new Item(message);
         var file = library.Stat(message.Path);
@@ -145,7 +148,9 @@ public sealed partial class ImageAddedConsumer(
 
         try
         {
-            var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, new DecodeLimits(maxBytes));
+            var limits = new DecodeLimits(maxBytes);
+            var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, limits);
+            item.LocalFeatures = features?.Extract(bytes, null, limits).ToBytes();
             item.Prepared = prepared;
             item.Width = prepared.Original.Width;
             item.Height = prepared.Original.Height;
@@ -193,6 +198,8 @@ public sealed partial class ImageAddedConsumer(
         public PreparedImage? Prepared { get; set; }
 
         public float[]? Vector { get; set; }
+
+        public byte[]? LocalFeatures { get; set; }
     }
 }
 

@@ -93,7 +93,7 @@ public sealed partial class LibraryIndexer(
                 // worker wrote it for a path that is gone): (re)point the payload at this path.
                 var payload = new ImagePayload(item.Path, item.SizeBytes, item.Width, item.Height, item.ContentHash,
                     existing?.Payload.AddedAt ?? clock.GetUtcNow());
-                records[id] = new VectorRecord(id, item.VectorStored ? existing!.Vector : item.Vector, payload);
+                records[id] = new VectorRecord(id, item.VectorStored ? existing!.Vector : item.Vector, payload, item.VectorStored ? null : item.LocalFeatures);
             }
 
             if (records.Count > 0)

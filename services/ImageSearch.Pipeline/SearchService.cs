@@ -1,11 +1,13 @@
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using ImageSearch.Core;
+using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Pipeline;
 
 /// <summary>A query: image bytes, an optional region of interest, how many hits.</summary>
-public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false, int Expand = 0);
+/// <remarks><see cref="Rerank"/>: verify the nearest neighbours with local features when the service has them on (<see cref="RerankOptions"/>).</remarks>
+public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false, int Expand = 0, bool Rerank = true);
 
 /// <summary>Hits plus where the time went.</summary>
 public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds);
@@ -24,11 +26,25 @@ public static class SearchLimits
 }
 
 /// <summary>
-/// Query by image: decode, crop to the box, embed, k-NN. Hosted wherever the store can be reached
-/// (the single process in embedded mode, the query service when distributed).
+/// Query by image: decode, crop to the box, embed, k-NN, then (when on) re-rank the nearest
+/// <see cref="RerankOptions.Depth"/> by local features: candidates whose SIFT matches agree on one
+/// similarity transform with at least <see cref="RerankOptions.MinInliers"/> inliers come first, by
+/// inlier count; the rest keep their cosine order. Hosted wherever the store can be reached (the
+/// single process in embedded mode, the query service when distributed).
 /// </summary>
-public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVectorStore store)
+public sealed class SearchService(
+    IImageDecoder decoder,
+    IEmbedder embedder,
+    IVectorStore store,
+    IOptions<RerankOptions> rerankOptions,
+    ILocalFeatureExtractor? features = null,
+    IGeometricVerifier? verifier = null)
 {
+    private readonly RerankOptions _rerank = rerankOptions.Value;
+
+    /// <summary>Whether queries are re-ranked by local features (on, and the extractor and verifier are present).</summary>
+    public bool CanRerank => _rerank.Enabled && features is not null && verifier is not null;
+
     /// <summary>In region mode, each view's scores are taken relative to its neighbour of this rank.</summary>
     public const int RegionBaselineRank = 10;
 
@@ -57,6 +73,17 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
 
         var model = embedder.Model;
         var started = Stopwatch.GetTimestamp();
+
+        // The query's local features are extracted while it is decoded, embedded and searched.
+        var queryFeatures = new Task<LocalFeatureSet>?[queries.Count];
+        if (CanRerank)
+        {
+            for (var i = 0; i < queries.Count; i++)
+            {
+                var q = queries[i];
+                queryFeatures[i] = q.Rerank ? Task.Run(() => features!.Extract(q.Image, q.Box), ct) : null;
+            }
+        }
 
         // Each query becomes one view (its box, or the whole image) or, in region mode without a
         // box, the whole image plus sliding windows (QueryRegions), all decoded once.
@@ -92,14 +119,15 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
         {
             var t = Stopwatch.GetTimestamp();
             var q = queries[i];
+            var wanted = queryFeatures[i] is null ? q.Top : Math.Max(q.Top, _rerank.Depth);
             IReadOnlyList<SearchHit> hits;
             if (views[i].Count == 1)
             {
                 // Expansion needs its neighbours even when fewer hits are wanted.
-                hits = await store.SearchAsync(vectors[next], new VectorQuery(Math.Max(q.Top, q.Expand), q.Exact), ct).ConfigureAwait(false);
+                hits = await store.SearchAsync(vectors[next], new VectorQuery(Math.Max(wanted, q.Expand), q.Exact), ct).ConfigureAwait(false);
                 hits = q.Expand > 0 && hits.Count > 0
-                    ? await ExpandAsync(vectors[next], hits, q, ct).ConfigureAwait(false)
-                    : hits.Take(q.Top).ToList();
+                    ? await ExpandAsync(vectors[next], hits, q.Expand, wanted, q.Exact, ct).ConfigureAwait(false)
+                    : hits.Take(wanted).ToList();
             }
             else
             {
@@ -110,7 +138,7 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
                 var best = new Dictionary<ImageId, SearchHit>();
                 for (var v = 0; v < views[i].Count; v++)
                 {
-                    var viewHits = await store.SearchAsync(vectors[next + v], new VectorQuery(Math.Max(q.Top, RegionBaselineRank), q.Exact), ct).ConfigureAwait(false);
+                    var viewHits = await store.SearchAsync(vectors[next + v], new VectorQuery(Math.Max(wanted, RegionBaselineRank), q.Exact), ct).ConfigureAwait(false);
                     var baseline = viewHits.Count > 0 ? viewHits[Math.Min(RegionBaselineRank, viewHits.Count) - 1].Score : 0f;
                     foreach (var raw in viewHits)
                     {
@@ -122,8 +150,15 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
                     }
                 }
 
-                hits = best.Values.OrderByDescending(h => h.Score).ThenBy(h => h.Id.ToString(), StringComparer.Ordinal).Take(q.Top).ToList();
+                hits = best.Values.OrderByDescending(h => h.Score).ThenBy(h => h.Id.ToString(), StringComparer.Ordinal).Take(wanted).ToList();
             }
+
+            if (queryFeatures[i] is { } pending)
+            {
+                hits = await RerankAsync(hits, await pending.ConfigureAwait(false), ct).ConfigureAwait(false);
+            }
+
+            hits = hits.Take(q.Top).ToList();
 
             next += views[i].Count;
             results[i] = new SearchResult(hits, embedMs, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
@@ -137,10 +172,10 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
     /// neighbours' vectors, each weighted by its similarity to the power <see cref="ExpansionAlpha"/>,
     /// renormalised and searched again.
     /// </summary>
-    private async Task<IReadOnlyList<SearchHit>> ExpandAsync(float[] query, IReadOnlyList<SearchHit> first, ImageQuery q, CancellationToken ct)
+    private async Task<IReadOnlyList<SearchHit>> ExpandAsync(float[] query, IReadOnlyList<SearchHit> first, int expand, int top, bool exact, CancellationToken ct)
     {
         var expanded = (float[])query.Clone();
-        foreach (var hit in first.Take(q.Expand))
+        foreach (var hit in first.Take(expand))
         {
             if (hit.Score <= 0 || await store.GetAsync(hit.Id, ct).ConfigureAwait(false) is not { } record)
             {
@@ -163,7 +198,39 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
             }
         }
 
-        return await store.SearchAsync(expanded, new VectorQuery(q.Top, q.Exact), ct).ConfigureAwait(false);
+        return await store.SearchAsync(expanded, new VectorQuery(top, exact), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Verifies the first <see cref="RerankOptions.Depth"/> candidates against the query's local
+    /// features (in parallel) and moves those with at least <see cref="RerankOptions.MinInliers"/>
+    /// inliers to the front, most inliers first; the others keep their order. Candidates stored
+    /// without features (an index made before they existed) are left unverified.
+    /// </summary>
+    private async Task<IReadOnlyList<SearchHit>> RerankAsync(IReadOnlyList<SearchHit> candidates, LocalFeatureSet query, CancellationToken ct)
+    {
+        var head = candidates.Take(_rerank.Depth).ToList();
+        if (head.Count == 0 || query.Count == 0)
+        {
+            return candidates;
+        }
+
+        var stored = await store.GetLocalFeaturesAsync(head.Select(h => h.Id).ToList(), ct).ConfigureAwait(false);
+        var inliers = new int?[head.Count];
+        Parallel.For(0, head.Count, new ParallelOptions { CancellationToken = ct }, i =>
+        {
+            if (stored.TryGetValue(head[i].Id, out var blob))
+            {
+                inliers[i] = verifier!.CountInliers(query, LocalFeatureSet.FromBytes(blob));
+            }
+        });
+
+        var checkedHits = head.Select((h, i) => h with { Inliers = inliers[i] }).ToList();
+        var min = _rerank.MinInliers;
+        return checkedHits.Where(h => h.Inliers >= min).OrderByDescending(h => h.Inliers).ThenByDescending(h => h.Score)
+            .Concat(checkedHits.Where(h => !(h.Inliers >= min)))
+            .Concat(candidates.Skip(head.Count))
+            .ToList();
     }
 
     /// <summary>The exponent of alpha query expansion's weights.</summary>
@@ -196,7 +263,8 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
         return vectors;
     }
 
-    public async Task<SearchResult?> SearchByIdAsync(ImageId id, int top, bool exact = false, CancellationToken ct = default)
+    /// <summary>Images similar to an indexed one (itself excluded), re-ranked with its stored local features when there are any.</summary>
+    public async Task<SearchResult?> SearchByIdAsync(ImageId id, int top, bool exact = false, bool rerank = true, CancellationToken ct = default)
     {
         SearchLimits.ValidateTop(top);
         if (await store.GetAsync(id, ct).ConfigureAwait(false) is not { } record)
@@ -205,8 +273,17 @@ public sealed class SearchService(IImageDecoder decoder, IEmbedder embedder, IVe
         }
 
         var t = Stopwatch.GetTimestamp();
-        var hits = await store.SearchAsync(record.Vector, new VectorQuery(top + 1, exact), ct).ConfigureAwait(false);
-        var others = hits.Where(h => h.Id != id).Take(top).ToList();
-        return new SearchResult(others, 0, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+        var own = rerank && CanRerank && (await store.GetLocalFeaturesAsync([id], ct).ConfigureAwait(false)).TryGetValue(id, out var blob)
+            ? LocalFeatureSet.FromBytes(blob)
+            : null;
+        var wanted = own is null ? top : Math.Max(top, _rerank.Depth);
+        var hits = await store.SearchAsync(record.Vector, new VectorQuery(wanted + 1, exact), ct).ConfigureAwait(false);
+        IReadOnlyList<SearchHit> others = hits.Where(h => h.Id != id).ToList();
+        if (own is not null)
+        {
+            others = await RerankAsync(others, own, ct).ConfigureAwait(false);
+        }
+
+        return new SearchResult(others.Take(top).ToList(), 0, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
     }
 }

@@ -29,11 +29,31 @@ internal sealed record PointStruct<TPayload>(Guid Id, float[] Vector, TPayload P
 /// <summary>PointIdsList (the delete selector).</summary>
 internal sealed record PointIdsList(IReadOnlyList<Guid> Points);
 
-/// <summary>PointRequest (retrieve by ids).</summary>
-internal sealed record PointRequest(IReadOnlyList<Guid> Ids, bool WithPayload, bool WithVector);
+/// <summary>
+/// PointRequest (retrieve by ids). <see cref="WithPayload"/> is a WithPayloadInterface: true, false,
+/// or a PayloadSelector (<see cref="PayloadSelection"/>).
+/// </summary>
+internal sealed record PointRequest(IReadOnlyList<Guid> Ids, JsonElement WithPayload, bool WithVector);
 
-/// <summary>SearchRequest with an unnamed vector.</summary>
-internal sealed record SearchRequest(float[] Vector, int Limit, Filter Filter, SearchParams Params, bool WithPayload);
+/// <summary>SearchRequest with an unnamed vector; <see cref="WithPayload"/> as in <see cref="PointRequest"/>.</summary>
+internal sealed record SearchRequest(float[] Vector, int Limit, Filter Filter, SearchParams Params, JsonElement WithPayload);
+
+/// <summary>The WithPayloadInterface values the store sends.</summary>
+internal static class PayloadSelection
+{
+    public static JsonElement None { get; } = JsonSerializer.SerializeToElement(false, QdrantJsonContext.Default.Boolean);
+
+    public static JsonElement All { get; } = JsonSerializer.SerializeToElement(true, QdrantJsonContext.Default.Boolean);
+
+    /// <summary>PayloadSelectorExclude: everything but the (large) local features.</summary>
+    public static JsonElement WithoutFeatures { get; } = Selector("exclude", ImagePayloadJson.LocalFeaturesField);
+
+    /// <summary>PayloadSelectorInclude: only the local features.</summary>
+    public static JsonElement OnlyFeatures { get; } = Selector("include", ImagePayloadJson.LocalFeaturesField);
+
+    private static JsonElement Selector(string kind, string field) =>
+        JsonDocument.Parse($$"""{"{{kind}}": ["{{field}}"]}""").RootElement.Clone();
+}
 
 /// <summary>SearchParams.</summary>
 internal sealed record SearchParams(int HnswEf, bool Exact);
@@ -53,9 +73,16 @@ internal sealed record Condition(IReadOnlyList<Guid>? HasId = null, string? Key 
 /// <summary>MatchAny: the field equals one of the values.</summary>
 internal sealed record MatchAny(IReadOnlyList<string> Any);
 
-/// <summary>The payload ImageSearch stores with every image point (mirrors <see cref="Core.ImagePayload"/>).</summary>
+/// <summary>
+/// The payload ImageSearch stores with every image point (mirrors <see cref="Core.ImagePayload"/>),
+/// plus the image's local features (base64 of <see cref="Core.LocalFeatureSet.ToBytes"/>), which
+/// searches leave out and re-ranking fetches on their own.
+/// </summary>
 internal sealed record ImagePayloadJson(
-    string? Path, long? SizeBytes, int? Width, int? Height, string? ContentHash, DateTimeOffset? AddedAt);
+    string? Path, long? SizeBytes, int? Width, int? Height, string? ContentHash, DateTimeOffset? AddedAt, byte[]? LocalFeatures = null)
+{
+    public const string LocalFeaturesField = "local_features";
+}
 
 /// <summary>The payload of the reserved manifest point: which model's vectors the collection holds.</summary>
 internal sealed record ManifestPayloadJson(string? ModelKey, int? Dimensions, int? ManifestFormat);
@@ -107,6 +134,7 @@ internal sealed record CountResult(long Count);
 [JsonSerializable(typeof(PointRequest))]
 [JsonSerializable(typeof(SearchRequest))]
 [JsonSerializable(typeof(CountRequest))]
+[JsonSerializable(typeof(bool))]
 [JsonSerializable(typeof(QdrantResponse<bool>))]
 [JsonSerializable(typeof(QdrantResponse<CollectionInfo>))]
 [JsonSerializable(typeof(QdrantResponse<UpdateResult>))]

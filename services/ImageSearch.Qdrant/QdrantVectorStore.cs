@@ -189,7 +189,8 @@ public sealed partial class QdrantVectorStore : IVectorStore
             latest[record.Id] = new PointStruct<ImagePayloadJson>(
                 id,
                 Normalize(record.Vector, nameof(records)),
-                new ImagePayloadJson(payload.Path, payload.SizeBytes, payload.Width, payload.Height, payload.ContentHash, payload.AddedAt));
+                new ImagePayloadJson(payload.Path, payload.SizeBytes, payload.Width, payload.Height, payload.ContentHash, payload.AddedAt,
+                    record.LocalFeatures));
         }
 
         if (latest.Count == 0)
@@ -198,6 +199,19 @@ public sealed partial class QdrantVectorStore : IVectorStore
         }
 
         await EnsureCollectionAsync(cancellationToken).ConfigureAwait(false);
+
+        // An upsert replaces the whole payload: carry over the stored features of points written
+        // without any, as the contract says.
+        var withoutFeatures = latest.Where(p => p.Value.Payload.LocalFeatures is null).Select(p => p.Key).ToList();
+        if (withoutFeatures.Count > 0)
+        {
+            foreach (var (id, features) in await GetLocalFeaturesAsync(withoutFeatures, cancellationToken).ConfigureAwait(false))
+            {
+                var point = latest[id];
+                latest[id] = point with { Payload = point.Payload with { LocalFeatures = features } };
+            }
+        }
+
         foreach (var batch in latest.Values.Chunk(_batchSize))
         {
             await UpsertPointsAsync(batch, QdrantJsonContext.Default.PointsListImagePayloadJson, cancellationToken).ConfigureAwait(false);
@@ -223,7 +237,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
         var removed = 0;
         foreach (var batch in wanted.Chunk(_batchSize))
         {
-            var existing = await RetrieveAsync(batch, withPayload: false, withVector: false,
+            var existing = await RetrieveAsync(batch, PayloadSelection.None, withVector: false,
                 QdrantJsonContext.Default.QdrantResponseListPointRecordImagePayloadJson, cancellationToken).ConfigureAwait(false);
             if (existing.Count == 0)
             {
@@ -275,7 +289,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
             options.Top,
             BuildFilter(filter),
             new SearchParams(options.Ef > 0 ? options.Ef : _efSearch, options.Exact),
-            WithPayload: true);
+            WithPayload: PayloadSelection.WithoutFeatures);
         var points = await _client.SendAsync(
             HttpMethod.Post,
             _pointsPath + "/search",
@@ -299,7 +313,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
         }
 
         await EnsureCollectionAsync(cancellationToken).ConfigureAwait(false);
-        var points = await RetrieveAsync([id.ToGuid()], withPayload: true, withVector: true,
+        var points = await RetrieveAsync([id.ToGuid()], PayloadSelection.WithoutFeatures, withVector: true,
             QdrantJsonContext.Default.QdrantResponseListPointRecordImagePayloadJson, cancellationToken).ConfigureAwait(false);
         if (points.Count == 0)
         {
@@ -311,6 +325,39 @@ public sealed partial class QdrantVectorStore : IVectorStore
             ? v
             : throw new QdrantException($"Point {id} in collection '{Collection}' came back without a {Dimensions}-dimensional vector.");
         return new VectorRecord(id, vector, ToPayload(point.Payload, id));
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// <c>POST /collections/{name}/points</c> per <see cref="QdrantOptions.UpsertBatchSize"/> ids, with
+    /// <c>with_payload: {"include": ["local_features"]}</c>.
+    /// </remarks>
+    public async Task<IReadOnlyDictionary<ImageId, byte[]>> GetLocalFeaturesAsync(IReadOnlyList<ImageId> ids, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var result = new Dictionary<ImageId, byte[]>();
+        var wanted = ids.Where(id => id.Value is not null).Distinct().Where(id => id.ToGuid() != ManifestPointId).ToList();
+        if (wanted.Count == 0)
+        {
+            return result;
+        }
+
+        await EnsureCollectionAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var batch in wanted.Chunk(_batchSize))
+        {
+            var points = await RetrieveAsync(batch.Select(id => id.ToGuid()).ToList(), PayloadSelection.OnlyFeatures, withVector: false,
+                QdrantJsonContext.Default.QdrantResponseListPointRecordImagePayloadJson, cancellationToken).ConfigureAwait(false);
+            foreach (var point in points)
+            {
+                if (point.Payload?.LocalFeatures is { } features)
+                {
+                    result[ToImageId(ReadPointId(point.Id))] = features;
+                }
+            }
+        }
+
+        return result;
     }
 
     /// <inheritdoc />
@@ -441,7 +488,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
     /// <summary>Checks the manifest point, or writes it into an empty collection that lacks one.</summary>
     private async Task CheckManifestAsync(CancellationToken cancellationToken)
     {
-        var found = await RetrieveAsync([ManifestPointId], withPayload: true, withVector: false,
+        var found = await RetrieveAsync([ManifestPointId], PayloadSelection.All, withVector: false,
             QdrantJsonContext.Default.QdrantResponseListPointRecordManifestPayloadJson, cancellationToken).ConfigureAwait(false);
         if (found.Count > 0)
         {
@@ -491,7 +538,7 @@ public sealed partial class QdrantVectorStore : IVectorStore
 
     /// <summary><c>POST /collections/{name}/points</c>: the points among <paramref name="ids"/> that exist, in no particular order.</summary>
     private Task<List<PointRecord<TPayload>>> RetrieveAsync<TPayload>(
-        IReadOnlyList<Guid> ids, bool withPayload, bool withVector,
+        IReadOnlyList<Guid> ids, JsonElement withPayload, bool withVector,
         JsonTypeInfo<QdrantResponse<List<PointRecord<TPayload>>>> type, CancellationToken cancellationToken) =>
         _client.SendAsync(HttpMethod.Post, _pointsPath,
             QdrantRestClient.Json(new PointRequest(ids, withPayload, withVector), QdrantJsonContext.Default.PointRequest),

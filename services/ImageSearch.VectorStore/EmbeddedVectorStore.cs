@@ -67,6 +67,10 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private readonly PointDatabase _database;
     private readonly ExactIndex _vectors;
     private readonly Dictionary<ImageId, Point> _byId = [];
+
+    // Points stored with local features; read and written only by the writer (and at open).
+    private HashSet<ImageId> _withFeatures = [];
+    private FeatureReader? _features;
     private readonly Dictionary<long, Point> _byLabel = [];
 
     // Guards the in-memory state (_graph, _vectors, the maps) between searches and the applying writer.
@@ -116,6 +120,8 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
         {
             CheckManifest();
             _database = new PointDatabase(Path.Combine(_directory, PointDatabase.FileName));
+            _withFeatures = _database.ReadFeatureIds();
+            _features = new FeatureReader(Path.Combine(_directory, PointDatabase.FileName));
             var pointSeqs = LoadPoints();
             OpenInfo = OpenGraph(pointSeqs, started);
             DeleteStrayFiles();
@@ -123,6 +129,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
         catch
         {
             _graph?.Dispose();
+            _features?.Dispose();
             _database?.Dispose();
             _lockFile.Dispose();
             throw;
@@ -174,7 +181,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     {
         ArgumentNullException.ThrowIfNull(records);
         ThrowIfUnusable();
-        var latest = new Dictionary<ImageId, (float[] Vector, ImagePayload Payload)>(records.Count);
+        var latest = new Dictionary<ImageId, (float[] Vector, ImagePayload Payload, byte[]? Features)>(records.Count);
         foreach (var record in records)
         {
             ArgumentNullException.ThrowIfNull(record, nameof(records));
@@ -188,7 +195,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
                 throw new ArgumentException($"Record {record.Id} needs a payload with a path and a content hash.", nameof(records));
             }
 
-            latest[record.Id] = (Normalize(record.Vector, nameof(records)), record.Payload);
+            latest[record.Id] = (Normalize(record.Vector, nameof(records)), record.Payload, record.LocalFeatures);
         }
 
         if (latest.Count == 0)
@@ -203,22 +210,22 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             var writes = new List<PointWrite>(latest.Count);
             var seq = _seq;
             var nextLabel = _nextLabel;
-            foreach (var (id, (vector, payload)) in latest)
+            foreach (var (id, (vector, payload, features)) in latest)
             {
                 // Only this writer mutates the maps, so reading them without _lock is safe here.
                 if (_byId.TryGetValue(id, out var existing))
                 {
                     var vectorChanged = !SameBits(_vectors.Get(existing.Label), vector);
-                    if (!vectorChanged && existing.Payload == payload)
+                    if (!vectorChanged && existing.Payload == payload && (features is null || _withFeatures.Contains(id)))
                     {
                         continue;
                     }
 
-                    writes.Add(new PointWrite(id, existing.Label, ++seq, vector, payload, IsNew: false, vectorChanged));
+                    writes.Add(new PointWrite(id, existing.Label, ++seq, vector, payload, IsNew: false, vectorChanged, features));
                 }
                 else
                 {
-                    writes.Add(new PointWrite(id, nextLabel++, ++seq, vector, payload, IsNew: true, VectorChanged: true));
+                    writes.Add(new PointWrite(id, nextLabel++, ++seq, vector, payload, IsNew: true, VectorChanged: true, features));
                 }
             }
 
@@ -229,6 +236,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
 
             cancellationToken.ThrowIfCancellationRequested();
             _database.CommitUpserts(writes, seq, nextLabel);
+            _withFeatures.UnionWith(writes.Where(w => w.LocalFeatures is not null).Select(w => w.Id));
             Volatile.Write(ref _seq, seq);
             _nextLabel = nextLabel;
             ApplyCommitted(writes.Count, i => ApplyUpsert(writes[i]));
@@ -267,6 +275,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
 
             cancellationToken.ThrowIfCancellationRequested();
             _database.CommitDeletes(deletes, seq);
+            _withFeatures.ExceptWith(deletes.Select(d => d.Id));
             Volatile.Write(ref _seq, seq);
             ApplyCommitted(deletes.Count, i => ApplyDelete(deletes[i]));
             AfterChanges(deletes.Count);
@@ -353,6 +362,23 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     }
 
     /// <inheritdoc />
+    /// <remarks>Read from points.db on a pooled read-only connection; never blocks on a running write.</remarks>
+    public Task<IReadOnlyDictionary<ImageId, byte[]>> GetLocalFeaturesAsync(IReadOnlyList<ImageId> ids, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        _lock.EnterReadLock();
+        try
+        {
+            ThrowIfUnusable();
+            return Task.FromResult<IReadOnlyDictionary<ImageId, byte[]>>(_features!.Read(ids));
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    /// <inheritdoc />
     public Task<long> CountAsync(CancellationToken cancellationToken = default)
     {
         _lock.EnterReadLock();
@@ -407,6 +433,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             try
             {
                 _graph.Dispose();
+                _features?.Dispose();
             }
             finally
             {

@@ -12,14 +12,16 @@ internal sealed record StoredPoint(ImageId Id, long Label, long Seq, ImagePayloa
 /// An upsert about to be committed: the point, its label and the seq it gets; whether the label is
 /// new, and whether the vector differs from the stored one (false: only the payload changed).
 /// </summary>
-internal sealed record PointWrite(ImageId Id, long Label, long Seq, float[] Vector, ImagePayload Payload, bool IsNew, bool VectorChanged);
+internal sealed record PointWrite(ImageId Id, long Label, long Seq, float[] Vector, ImagePayload Payload, bool IsNew, bool VectorChanged, byte[]? LocalFeatures = null);
 
 /// <summary>A delete about to be committed.</summary>
 internal sealed record PointDelete(ImageId Id, long Label, long Seq);
 
 /// <summary>
 /// The store's SQLite database (points.db), the source of truth: one row per live point, a log of
-/// deletes, and two counters (last seq, next label) updated in the same transaction as the rows.
+/// deletes, and two counters (last seq, next label) updated in the same transaction as the rows;
+/// since schema 2 also each point's local features (a blob per point, read on demand for
+/// re-ranking, never held in memory), written and deleted in the same transactions as the points.
 /// </summary>
 /// <remarks>
 /// Durability: WAL journal with synchronous=FULL, so a transaction is on disk (WAL fsynced) when
@@ -32,7 +34,7 @@ internal sealed record PointDelete(ImageId Id, long Label, long Seq);
 internal sealed class PointDatabase : IDisposable
 {
     public const string FileName = "points.db";
-    private const int SchemaVersion = 1;
+    private const int SchemaVersion = 2;
 
     private readonly SqliteConnection _connection;
 
@@ -60,10 +62,10 @@ internal sealed class PointDatabase : IDisposable
                 throw new InvalidOperationException($"'{path}' has schema version {version}; this build understands up to {SchemaVersion}.");
             }
 
-            if (version < SchemaVersion)
+            if (version < 1)
             {
                 using var transaction = _connection.BeginTransaction();
-                Execute($"""
+                Execute("""
                     CREATE TABLE points(
                         id TEXT NOT NULL PRIMARY KEY,
                         label INTEGER NOT NULL UNIQUE,
@@ -82,7 +84,21 @@ internal sealed class PointDatabase : IDisposable
                         name TEXT NOT NULL PRIMARY KEY,
                         value INTEGER NOT NULL) WITHOUT ROWID;
                     INSERT INTO counters(name, value) VALUES ('seq', 0), ('next_label', 0);
-                    PRAGMA user_version = {SchemaVersion};
+                    PRAGMA user_version = 1;
+                    """, transaction);
+                transaction.Commit();
+            }
+
+            if (version < 2)
+            {
+                // Schema 2: local features. An index made before keeps its points; they have no
+                // features until their images are indexed again (re-ranking leaves them in place).
+                using var transaction = _connection.BeginTransaction();
+                Execute("""
+                    CREATE TABLE features(
+                        id TEXT NOT NULL PRIMARY KEY,
+                        data BLOB NOT NULL);
+                    PRAGMA user_version = 2;
                     """, transaction);
                 transaction.Commit();
             }
@@ -130,6 +146,21 @@ internal sealed class PointDatabase : IDisposable
                 DateTimeOffset.ParseExact(reader.GetString(9), "O", CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind));
             onPoint(new StoredPoint(ImageId.Parse(id), reader.GetInt64(1), reader.GetInt64(2), payload), MemoryMarshal.Cast<byte, float>(bytes));
         }
+    }
+
+    /// <summary>Ids of the points stored with local features.</summary>
+    public HashSet<ImageId> ReadFeatureIds()
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = "SELECT id FROM features;";
+        using var reader = command.ExecuteReader();
+        var ids = new HashSet<ImageId>();
+        while (reader.Read())
+        {
+            ids.Add(ImageId.Parse(reader.GetString(0)));
+        }
+
+        return ids;
     }
 
     /// <summary>Labels deleted after <paramref name="seq"/>.</summary>
@@ -186,6 +217,21 @@ internal sealed class PointDatabase : IDisposable
             command.ExecuteNonQuery();
         }
 
+        using var features = _connection.CreateCommand();
+        features.Transaction = transaction;
+        features.CommandText = "INSERT INTO features(id, data) VALUES ($id, $data) ON CONFLICT(id) DO UPDATE SET data = excluded.data;";
+        var featureId = features.Parameters.Add("$id", SqliteType.Text);
+        var data = features.Parameters.Add("$data", SqliteType.Blob);
+        foreach (var write in writes)
+        {
+            if (write.LocalFeatures is { } blob)
+            {
+                featureId.Value = write.Id.Value;
+                data.Value = blob;
+                features.ExecuteNonQuery();
+            }
+        }
+
         SetCounter(transaction, "seq", lastSeq);
         SetCounter(transaction, "next_label", nextLabel);
         transaction.Commit();
@@ -197,7 +243,7 @@ internal sealed class PointDatabase : IDisposable
         using var transaction = _connection.BeginTransaction();
         using var remove = _connection.CreateCommand();
         remove.Transaction = transaction;
-        remove.CommandText = "DELETE FROM points WHERE id = $id;";
+        remove.CommandText = "DELETE FROM points WHERE id = $id; DELETE FROM features WHERE id = $id;";
         var id = remove.Parameters.Add("$id", SqliteType.Text);
         using var log = _connection.CreateCommand();
         log.Transaction = transaction;

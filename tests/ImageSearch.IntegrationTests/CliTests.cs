@@ -66,6 +66,26 @@ public sealed class CliTests(CliIndexFixture fixture) : IClassFixture<CliIndexFi
     }
 
     [Fact]
+    public async Task Search_verifies_the_pasted_photo_by_local_features_unless_told_not_to()
+    {
+        // Without its box, the scene's CNN vector resembles the scene; re-ranking by SIFT matches
+        // finds the pasted photo and shows its inlier count (columns: rank, score, inliers, path).
+        var scene = Path.Combine(TestPaths.Variants, "outdoors-city-with-water.in-scene.jpg");
+        var (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", scene, "--db", fixture.Db, "--top", "15");
+        Assert.True(code == 0, stderr);
+        var reranked = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        var verified = reranked.FindIndex(l => l.EndsWith(" outdoors-city-with-water.jpg", StringComparison.Ordinal));
+        Assert.True(verified >= 0, stdout);
+        Assert.True(int.Parse(reranked[verified].Split(' ', StringSplitOptions.RemoveEmptyEntries)[2], CultureInfo.InvariantCulture) >= 8, stdout);
+
+        (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", scene, "--db", fixture.Db, "--top", "15", "--no-rerank");
+        Assert.True(code == 0, stderr);
+        var plain = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        Assert.All(plain, l => Assert.Equal("-", l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2]));
+        Assert.True(verified < plain.FindIndex(l => l.EndsWith("outdoors-city-with-water.jpg", StringComparison.Ordinal)), stdout);
+    }
+
+    [Fact]
     public async Task Search_batch_writes_ranked_results_in_both_formats()
     {
         var dir = Directory.CreateTempSubdirectory("batch-").FullName;

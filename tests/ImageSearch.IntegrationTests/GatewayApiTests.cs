@@ -74,9 +74,34 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
             var rank = withRegions.FindIndex(h => h.GetProperty("path").GetString() == source + ".jpg");
             Assert.True(rank >= 0, $"{source}: not in the top 10 with regions");
             Assert.Equal(withRegions.Count, withRegions.Select(h => h.GetProperty("id").GetString()).Distinct().Count());
-            var scores = withRegions.Select(h => h.GetProperty("score").GetSingle()).ToList();
-            Assert.Equal(scores.OrderDescending(), scores);
+            AssertRankedOrder(withRegions);
         }
+    }
+
+    [Fact]
+    public async Task Rerank_moves_the_photo_inside_a_scene_up_and_marks_it_verified()
+    {
+        // Without a box the whole scene is the query: its CNN vector resembles the scene more than
+        // the pasted photo. Local-feature verification finds the photo's matches inside the scene.
+        var moved = 0;
+        foreach (var source in TestPaths.VariantSources)
+        {
+            var scene = Path.Combine(TestPaths.Variants, source + ".in-scene.jpg");
+            var reranked = await SearchAsync(scene, top: IndexedGatewayFixture.LibrarySize);
+            var plain = await SearchAsync(scene, top: IndexedGatewayFixture.LibrarySize, rerank: false);
+            var rank = reranked.FindIndex(h => h.GetProperty("path").GetString() == source + ".jpg");
+            var plainRank = plain.FindIndex(h => h.GetProperty("path").GetString() == source + ".jpg");
+            var hit = reranked[rank];
+            Assert.True(hit.GetProperty("verified").GetBoolean(), $"{source}: not verified");
+            Assert.True(hit.GetProperty("inliers").GetInt32() >= 8);
+            Assert.True(rank <= plainRank, $"{source}: rank {rank} with re-ranking, {plainRank} without");
+            moved += rank < plainRank ? 1 : 0;
+            Assert.All(plain, h => Assert.Equal(JsonValueKind.Null, h.GetProperty("inliers").ValueKind));
+            AssertRankedOrder(reranked);
+        }
+
+        Assert.True(moved > 0, "re-ranking moved no pasted photo up");
+        await AssertFieldRefusedAsync("rerank", "maybe", "rerank must be true or false");
     }
 
     [Fact]
@@ -102,7 +127,9 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     {
         var hits = await SearchAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg"), top: 5);
         Assert.Equal(5, hits.Count);
-        var scores = hits.Select(h => h.GetProperty("score").GetSingle()).ToList();
+        AssertRankedOrder(hits);
+        var plain = await SearchAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg"), top: 5, rerank: false);
+        var scores = plain.Select(h => h.GetProperty("score").GetSingle()).ToList();
         Assert.Equal(scores.OrderDescending(), scores);
 
         var first = hits[0];
@@ -239,9 +266,30 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         Assert.Contains(message, await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
-    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false, int expand = 0)
+    /// <summary>Verified hits first, most inliers first; then the rest by descending score.</summary>
+    private static void AssertRankedOrder(List<JsonElement> hits)
+    {
+        var keys = hits.Select(h => (Verified: h.GetProperty("verified").GetBoolean(),
+            Inliers: h.GetProperty("inliers").ValueKind == JsonValueKind.Number ? h.GetProperty("inliers").GetInt32() : 0,
+            Score: h.GetProperty("score").GetSingle())).ToList();
+        for (var i = 1; i < keys.Count; i++)
+        {
+            var (a, b) = (keys[i - 1], keys[i]);
+            var ordered = a.Verified != b.Verified ? a.Verified
+                : a.Verified ? a.Inliers > b.Inliers || (a.Inliers == b.Inliers && a.Score >= b.Score)
+                : a.Score >= b.Score;
+            Assert.True(ordered, $"hit {i} is out of order: {a} before {b}");
+        }
+    }
+
+    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false, int expand = 0, bool rerank = true)
     {
         using var form = Form(await File.ReadAllBytesAsync(path), Path.GetFileName(path));
+        if (!rerank)
+        {
+            form.Add(new StringContent("false"), "rerank");
+        }
+
         if (box is not null)
         {
             form.Add(new StringContent(box), "box");

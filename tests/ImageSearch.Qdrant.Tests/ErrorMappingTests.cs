@@ -31,7 +31,8 @@ public sealed class ErrorMappingTests : IDisposable
         await store.EnsureCollectionAsync();
         _qdrant.RemoveCollection(Doubles.Collection);
 
-        var error = await Assert.ThrowsAsync<QdrantException>(() => store.UpsertAsync(TestData.Records(0, 1, Doubles.Dimensions)));
+        // With local features, so the upsert is a single PUT (nothing to carry over).
+        var error = await Assert.ThrowsAsync<QdrantException>(() => store.UpsertAsync([TestData.Record(0, Doubles.Dimensions) with { LocalFeatures = [1, 2, 3] }]));
 
         Assert.IsNotType<QdrantUnavailableException>(error);
         Assert.Equal(HttpStatusCode.NotFound, error.StatusCode);

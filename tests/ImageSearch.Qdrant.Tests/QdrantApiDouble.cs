@@ -308,7 +308,7 @@ internal sealed class QdrantApiDouble : HttpMessageHandler
 
     private (int, JsonNode) Retrieve(Collection collection, JsonObject body)
     {
-        var withPayload = Flag(body["with_payload"], defaultValue: true, "with_payload selectors");
+        var withPayload = body["with_payload"];
         var withVector = Flag(body["with_vector"], defaultValue: false, "with_vector selectors");
 
         // Qdrant promises no order; answering in reverse keeps callers from relying on one.
@@ -320,7 +320,7 @@ internal sealed class QdrantApiDouble : HttpMessageHandler
                 result.Add(new JsonObject
                 {
                     ["id"] = point.Id.DeepClone(),
-                    ["payload"] = withPayload ? point.Payload.DeepClone() : null,
+                    ["payload"] = SelectPayload(point.Payload, withPayload, defaultValue: true),
                     ["vector"] = withVector ? ToJson(point.Vector) : null,
                 });
             }
@@ -362,7 +362,7 @@ internal sealed class QdrantApiDouble : HttpMessageHandler
         }
 
         var query = collection.Prepare(ToFloats(vector));
-        var withPayload = Flag(body["with_payload"], defaultValue: false, "with_payload selectors");
+        var withPayload = body["with_payload"];
         var withVector = Flag(body["with_vector"], defaultValue: false, "with_vector selectors");
         var hits = collection.Points
             .Where(p => Matches(p.Value, body["filter"]))
@@ -378,7 +378,7 @@ internal sealed class QdrantApiDouble : HttpMessageHandler
                 ["id"] = point.Id.DeepClone(),
                 ["version"] = point.Version,
                 ["score"] = score,
-                ["payload"] = withPayload ? point.Payload.DeepClone() : null,
+                ["payload"] = SelectPayload(point.Payload, withPayload, defaultValue: false),
                 ["vector"] = withVector ? ToJson(point.Vector) : null,
             });
         }
@@ -451,6 +451,32 @@ internal sealed class QdrantApiDouble : HttpMessageHandler
         }
 
         throw new NotImplementedByDoubleException($"condition {condition.ToJsonString()}");
+    }
+
+    /// <summary>
+    /// WithPayloadInterface: absent (the endpoint's default), true/false, a list of keys, or a
+    /// PayloadSelector <c>{"include": [...]}</c> / <c>{"exclude": [...]}</c> of top-level keys.
+    /// </summary>
+    private static JsonObject? SelectPayload(JsonObject payload, JsonNode? selector, bool defaultValue)
+    {
+        static HashSet<string> Keys(JsonNode? list) =>
+            list is JsonArray array ? array.Select(k => k!.GetValue<string>()).ToHashSet(StringComparer.Ordinal)
+                : throw new NotImplementedByDoubleException("payload selectors other than lists of keys");
+        Func<string, bool> keep = selector switch
+        {
+            null => _ => defaultValue,
+            JsonValue value when value.TryGetValue<bool>(out var flag) => _ => flag,
+            JsonArray => Keys(selector).Contains,
+            JsonObject o when o["include"] is { } include => Keys(include).Contains,
+            JsonObject o when o["exclude"] is { } exclude => k => !Keys(exclude).Contains(k),
+            _ => throw new NotImplementedByDoubleException("this with_payload form"),
+        };
+        if (selector is null && !defaultValue || selector is JsonValue v && !v.GetValue<bool>())
+        {
+            return null;
+        }
+
+        return new JsonObject(payload.Where(kv => keep(kv.Key)).Select(kv => KeyValuePair.Create(kv.Key, kv.Value?.DeepClone())));
     }
 
     private static bool Flag(JsonNode? node, bool defaultValue, string what) => node switch

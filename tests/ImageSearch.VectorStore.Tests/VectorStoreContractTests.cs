@@ -186,6 +186,39 @@ public abstract class VectorStoreContractTests : IDisposable
     }
 
     [Fact]
+    public async Task Local_features_are_kept_beside_their_points_until_deleted()
+    {
+        var features = (int n) => Enumerable.Range(0, 300 + n).Select(i => (byte)(i * 7 + n)).ToArray();
+        var store = OpenStore(Dimensions);
+        var records = TestData.Records(0, 6, Dimensions);
+        await store.UpsertAsync(records.Select((r, n) => n < 4 ? r with { LocalFeatures = features(n) } : r).ToList());
+
+        var found = await store.GetLocalFeaturesAsync([.. records.Select(r => r.Id), TestData.Id(999)]);
+        Assert.Equal(records.Take(4).Select(r => r.Id).ToHashSet(), found.Keys.ToHashSet());
+        Assert.Equal(features(2), found[TestData.Id(2)]);
+
+        // Searches and reads of the point do not carry the features; a later upsert without them keeps them.
+        var hits = await store.SearchAsync(TestData.Vector(1, Dimensions), new VectorQuery(Top: 3));
+        Assert.Equal(TestData.Payload(1), hits[0].Payload);
+        await store.UpsertAsync([TestData.Record(1, Dimensions, version: 1)]);
+        Assert.Equal(features(1), (await store.GetLocalFeaturesAsync([TestData.Id(1)]))[TestData.Id(1)]);
+        await store.UpsertAsync([TestData.Record(3, Dimensions, version: 1) with { LocalFeatures = features(9) }]);
+
+        await store.DeleteAsync([TestData.Id(0)]);
+        store.Dispose();
+
+        using var reopened = OpenStore(Dimensions);
+        var after = await reopened.GetLocalFeaturesAsync(records.Select(r => r.Id).ToList());
+        Assert.Equal(new[] { 1, 2, 3 }.Select(TestData.Id).ToHashSet(), after.Keys.ToHashSet());
+        Assert.Equal(features(9), after[TestData.Id(3)]);
+        Assert.Equal(TestData.Payload(1, 1), (await reopened.GetAsync(TestData.Id(1)))!.Payload);
+
+        // A point deleted and added again without features has none.
+        await reopened.UpsertAsync([TestData.Record(0, Dimensions)]);
+        Assert.Empty(await reopened.GetLocalFeaturesAsync([TestData.Id(0)]));
+    }
+
+    [Fact]
     public async Task Reopening_keeps_every_change()
     {
         var store = OpenStore(Dimensions);
