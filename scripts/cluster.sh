@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The distributed topology as local processes on 127.0.0.1, the same services and settings as
 # docker-compose.yml (deploy/cluster.env): a private RabbitMQ broker, one query service (owning the
-# embedded index), N ingest workers, the watcher and the gateway.
+# embedded index), N ingest workers, the watcher and the gateway. Every process gets the watched
+# folder (Library__Root): the gateway writes uploads (POST /api/images, the web page) into it, and
+# the watcher ingests them like any other file.
 #   scripts/cluster.sh up --watch DIR [--workers N] [--port 8080] [--db DIR] [--state DIR]
 #   scripts/cluster.sh down [--state DIR]
 #   scripts/cluster.sh status [--state DIR]

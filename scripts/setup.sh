@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs, idempotently and only what is missing, everything ImageSearch needs:
 # Debian packages, pinned npm packages, the native HNSW shim, the exported ONNX models and their
-# calibration, and the .NET build. With --test also the test photos; with --gpu also the
-# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu); with --model NAME also a model that is
-# not exported by default (the pooling variants of the ablation), exported and calibrated. When
-# nothing is missing it costs about a second.
+# calibration, and the .NET build. With --test also the test photos, RabbitMQ and the browser test's
+# Debian chromium and pinned playwright-core; with --gpu also the CUDA-enabled ONNX Runtime (into
+# .cache/onnxruntime-gpu); with --model NAME also a model that is not exported by default (the
+# pooling variants of the ablation), exported and calibrated. When nothing is missing it costs
+# about a second.
 # Usage: scripts/setup.sh [--test] [--gpu] [--quiet] [--model NAME]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,8 @@ stamp_set() { echo "$2" > "$stamps/$1"; }
 # 1. Debian packages (root, no prompts; apt-get update only when something is missing).
 apt_packages=(libvips42 libturbojpeg0 libhnswlib-dev libvlfeat-dev g++ python3-onnx python3-numpy python3-pil sqlite3 curl)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
+# The browser test drives Debian's chromium (never a downloaded browser); fonts for its screenshots.
+[[ $want_test == 0 ]] || apt_packages+=(chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -78,7 +81,7 @@ done
 build_stamp="$stamps/build"
 if [[ ! -f "$build_stamp" ]] || [[ -n "$(find services tests Directory.Build.props Directory.Packages.props global.json \
       -newer "$build_stamp" -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.json' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) \
-      -not -path '*/bin/*' -not -path '*/obj/*' -print -quit)" ]]; then
+      -not -path '*/bin/*' -not -path '*/obj/*' -not -path '*/node_modules/*' -print -quit)" ]]; then
   say "building (dotnet build -c Release)"
   dotnet build ImageSearch.sln -c Release -nologo -clp:ErrorsOnly -v:quiet
   touch "$build_stamp"
@@ -124,5 +127,12 @@ fi
 if [[ $want_test == 1 ]]; then
   bash scripts/fetch-test-data.sh
   bash scripts/rabbitmq.sh install
+  # playwright-core for the browser test, exactly as locked, in its own folder (not needed to serve).
+  web_fp=$(fingerprint tests/web/package-lock.json)
+  if ! stamp_ok web-test "$web_fp" || [[ ! -d tests/web/node_modules/playwright-core ]]; then
+    say "installing the browser test's npm packages (npm ci --ignore-scripts in tests/web)"
+    (cd tests/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    stamp_set web-test "$web_fp"
+  fi
 fi
 exit 0

@@ -19,6 +19,13 @@ public sealed class HttpOptions
     /// <summary>Largest number of pixels a query image may declare (checked on the header, before decoding).</summary>
     [Range(1, 1L << 34)]
     public long MaxQueryPixels { get; set; } = 100_000_000;
+
+    /// <summary>
+    /// When set, requests that change the library (uploads) must carry it in the <c>X-Api-Key</c>
+    /// header. Searches and reads stay open. At least 16 characters, no spaces; empty = no key.
+    /// </summary>
+    [RegularExpression(@"^\S{16,}$", ErrorMessage = "Http:ApiKey must be at least 16 characters without spaces (or empty for no key).")]
+    public string? ApiKey { get; set; }
 }
 
 /// <summary>The distributed gateway's backends. Section "Gateway".</summary>
@@ -69,13 +76,14 @@ public static class ApiServices
         return builder;
     }
 
-    /// <summary>The API's middleware and endpoints: ProblemDetails for every error, search, images, status.</summary>
+    /// <summary>The API's middleware and endpoints: ProblemDetails for every error, search, images, files, status.</summary>
     public static WebApplication MapImageSearchApi(this WebApplication app)
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.MapSearchApi();
         app.MapImagesApi();
+        app.MapFilesApi();
         app.MapStatusApi();
         return app;
     }

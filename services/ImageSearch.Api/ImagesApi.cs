@@ -3,18 +3,48 @@ using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace ImageSearch.Api;
 
-/// <summary><c>GET /api/images/{id}</c> (the original file) and <c>GET /api/images/{id}/thumbnail</c>.</summary>
+/// <summary>One indexed image; <see cref="AddedAt"/> is when its content was first indexed. URLs are relative to the gateway.</summary>
+public sealed record ImageDto(string Id, string Path, int Width, int Height, long SizeBytes, DateTimeOffset AddedAt, string ImageUrl, string ThumbnailUrl)
+{
+    public static ImageDto From(string path, long sizeBytes, VectorRecord record) =>
+        new(record.Id.Value, path, record.Payload.Width, record.Payload.Height, sizeBytes, record.Payload.AddedAt,
+            $"/api/images/{record.Id.Value}", $"/api/images/{record.Id.Value}/thumbnail");
+}
+
+/// <summary>Answer of <c>GET /api/images?recent=N</c>.</summary>
+public sealed record ImageListResponse(IReadOnlyList<ImageDto> Images);
+
+/// <summary>
+/// <c>GET /api/images?recent=24</c> (recently added images), <c>GET /api/images/{id}</c> (the
+/// original file) and <c>GET /api/images/{id}/thumbnail</c>.
+/// </summary>
 public static class ImagesApi
 {
+    /// <summary>Most images <c>recent</c> may ask for.</summary>
+    public const int MaxRecent = 200;
+
+    private const int DefaultRecent = 24;
     private const int DefaultThumbnail = 256;
     private const int MaxThumbnail = 1024;
 
     public static IEndpointRouteBuilder MapImagesApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/images").WithTags("Images");
+        group.MapGet("/", ListRecentAsync);
         group.MapGet("/{id}", GetImageAsync);
         group.MapGet("/{id}/thumbnail", GetThumbnailAsync);
         return app;
+    }
+
+    internal static async Task<Results<Ok<ImageListResponse>, ProblemHttpResult>> ListRecentAsync(string? recent, ISearchBackend backend, CancellationToken ct)
+    {
+        var limit = DefaultRecent;
+        if (recent is not null && (!int.TryParse(recent, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out limit) || limit is < 1 or > MaxRecent))
+        {
+            return SearchApi.Problem(StatusCodes.Status400BadRequest, "Invalid recent", $"recent must be an integer between 1 and {MaxRecent}; got '{recent}'.");
+        }
+
+        return TypedResults.Ok(new ImageListResponse(await backend.ListRecentAsync(limit, ct).ConfigureAwait(false)));
     }
 
     internal static async Task<Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult>> GetImageAsync(

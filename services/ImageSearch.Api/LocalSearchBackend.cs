@@ -73,6 +73,61 @@ public sealed class LocalSearchBackend(
             QueueWaitP50Ms: stats.QueueWaitPercentile(0.50), QueueWaitP99Ms: stats.QueueWaitPercentile(0.99));
     }
 
+    public async Task<IReadOnlyList<ImageDto>> ListRecentAsync(int limit, CancellationToken ct)
+    {
+        // Copies share an image: read a few more entries than asked so the list is still full after they are folded.
+        var entries = await catalog.ListRecentAsync(limit * 2, ct).ConfigureAwait(false);
+        var images = new List<ImageDto>(limit);
+        var seen = new HashSet<ImageId>();
+        foreach (var entry in entries)
+        {
+            if (images.Count == limit)
+            {
+                break;
+            }
+
+            if (entry.Id is { } id && seen.Add(id) && await store.GetAsync(id, ct).ConfigureAwait(false) is { } record)
+            {
+                images.Add(ImageDto.From(entry.Path, entry.SizeBytes, record));
+            }
+        }
+
+        return images;
+    }
+
+    public async Task<IReadOnlyList<FileStateDto>> GetFileStatesAsync(IReadOnlyList<string> paths, CancellationToken ct)
+    {
+        var states = new List<FileStateDto>(paths.Count);
+        foreach (var path in paths)
+        {
+            LibraryFile? file;
+            try
+            {
+                file = library.Stat(path);
+            }
+            catch (ArgumentException)
+            {
+                file = null;
+            }
+
+            var entry = await catalog.GetAsync(path, ct).ConfigureAwait(false);
+            states.Add(entry switch
+            {
+                _ when progress.IsPending(path) => new FileStateDto(path, FileStates.Pending),
+                null => new FileStateDto(path, file is null ? FileStates.Missing : FileStates.Pending),
+                _ when file is null => new FileStateDto(path, FileStates.Missing),
+
+                // The catalog describes an older version of the file: the new one is on its way.
+                _ when entry.SizeBytes != file.SizeBytes || entry.ModifiedAt.ToUnixTimeMilliseconds() != file.ModifiedAt.ToUnixTimeMilliseconds() =>
+                    new FileStateDto(path, FileStates.Pending),
+                { State: FileState.Indexed, Id: { } id } => FileStateDto.Indexed(path, id.Value, entry.UpdatedAt),
+                _ => new FileStateDto(path, FileStates.Failed, null, entry.Reason, entry.UpdatedAt),
+            });
+        }
+
+        return states;
+    }
+
     private async Task<string?> ResolveAsync(ImageId id, CancellationToken ct)
     {
         var rel = await catalog.FindPathAsync(id, ct).ConfigureAwait(false);

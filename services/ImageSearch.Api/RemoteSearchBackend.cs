@@ -133,6 +133,45 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             QueueWaitP50Ms: ok.Max(s => s.QueueWaitP50Ms), QueueWaitP99Ms: ok.Max(s => s.QueueWaitP99Ms));
     }
 
+    /// <summary>Every backend's recent images, newest first by when they were added, copies folded.</summary>
+    public async Task<IReadOnlyList<ImageDto>> ListRecentAsync(int limit, CancellationToken ct)
+    {
+        var answers = await FanOutAsync(async (client, backend, token) =>
+        {
+            using var response = await client.GetAsync(new Uri(backend, string.Create(CultureInfo.InvariantCulture, $"api/images?recent={limit}")), token).ConfigureAwait(false);
+            return await ReadAsync<ImageListResponse>(response, token).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+        var ok = answers.Where(a => a.Value is not null).Select(a => a.Value!).ToList();
+        if (ok.Count == 0)
+        {
+            throw Unavailable(answers);
+        }
+
+        // One backend: its own order (most recently recorded first). Several: merged by AddedAt.
+        return ok.Count == 1
+            ? ok[0].Images
+            : ok.SelectMany(r => r.Images).GroupBy(i => i.Id, StringComparer.Ordinal).Select(g => g.First())
+                .OrderByDescending(i => i.AddedAt).ThenBy(i => i.Path, StringComparer.Ordinal).Take(limit).ToList();
+    }
+
+    /// <summary>Each path's state from the backend that knows the most about it (indexed or failed over pending over missing).</summary>
+    public async Task<IReadOnlyList<FileStateDto>> GetFileStatesAsync(IReadOnlyList<string> paths, CancellationToken ct)
+    {
+        var query = string.Join('&', paths.Select(p => "path=" + Uri.EscapeDataString(p)));
+        var answers = await FanOutAsync(async (client, backend, token) =>
+        {
+            using var response = await client.GetAsync(new Uri(backend, "api/files?" + query), token).ConfigureAwait(false);
+            return await ReadAsync<FileStatesResponse>(response, token).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+        var ok = answers.Where(a => a.Value is not null).Select(a => a.Value!).ToList();
+        if (ok.Count == 0)
+        {
+            throw Unavailable(answers);
+        }
+
+        return paths.Select((path, i) => ok.Select(r => r.Files[i]).MaxBy(f => FileStates.Rank(f.State))!).ToList();
+    }
+
     private sealed record Answer<T>(Uri Backend, T? Value, Exception? Error);
 
     private async Task<List<Answer<T>>> FanOutAsync<T>(Func<HttpClient, Uri, CancellationToken, Task<T?>> call, CancellationToken ct)

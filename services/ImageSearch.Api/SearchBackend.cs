@@ -39,6 +39,12 @@ public interface ISearchBackend
     Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct);
 
     Task<StatusResponse> GetStatusAsync(CancellationToken ct);
+
+    /// <summary>Up to <paramref name="limit"/> indexed images, the most recently added or changed first; copies listed once.</summary>
+    Task<IReadOnlyList<ImageDto>> ListRecentAsync(int limit, CancellationToken ct);
+
+    /// <summary>What became of each library-relative path: indexed, pending, failed (with the reason) or missing; in the order asked.</summary>
+    Task<IReadOnlyList<FileStateDto>> GetFileStatesAsync(IReadOnlyList<string> paths, CancellationToken ct);
 }
 
 /// <summary>A backend answered with an RFC 7807 problem (bad input): passed on to the client as it is.</summary>

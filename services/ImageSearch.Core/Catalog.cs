@@ -38,6 +38,13 @@ public interface ICatalog
 
     Task<IReadOnlyList<CatalogEntry>> ListAsync(FileState? state, int limit, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Up to <paramref name="limit"/> indexed entries, the most recently recorded first (by
+    /// <see cref="CatalogEntry.UpdatedAt"/>: a file added or changed lately comes first). For the
+    /// library view's "recently added".
+    /// </summary>
+    Task<IReadOnlyList<CatalogEntry>> ListRecentAsync(int limit, CancellationToken cancellationToken = default);
+
     /// <summary>Up to <paramref name="limit"/> entries in path order, after <paramref name="afterPath"/> (null: from the start).</summary>
     Task<IReadOnlyList<CatalogEntry>> ListPageAsync(string? afterPath, int limit, CancellationToken cancellationToken = default);
 

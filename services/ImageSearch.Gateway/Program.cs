@@ -1,4 +1,5 @@
 using ImageSearch.Api;
+using ImageSearch.Gateway;
 using ImageSearch.Hosting;
 using ImageSearch.Pipeline;
 using ImageSearch.ServiceDefaults;
@@ -6,6 +7,7 @@ using ImageSearch.ServiceDefaults;
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddImageSearchApi();
+builder.AddImageSearchUploads();
 
 // Embedded mode hosts the whole pipeline; with Gateway:QueryServices set it only fans out.
 if (!ApiServices.IsRemote(builder.Configuration))
@@ -16,6 +18,8 @@ if (!ApiServices.IsRemote(builder.Configuration))
 var app = builder.Build();
 app.MapDefaultEndpoints();
 app.MapImageSearchApi();
+app.MapWebPage();
+app.MapUploadApi();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in tests.</summary>

@@ -86,6 +86,15 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
             create.ExecuteNonQuery();
         }
 
+        // Added after schema version 1 shipped: created on every open (IF NOT EXISTS) rather than by
+        // a version bump, so an older build can still open a catalog this one has touched.
+        using (var recent = connection.CreateCommand())
+        {
+            recent.Transaction = transaction;
+            recent.CommandText = "CREATE INDEX IF NOT EXISTS files_recent ON files(state, updated_at);";
+            recent.ExecuteNonQuery();
+        }
+
         transaction.Commit();
     }
 
@@ -178,6 +187,22 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
             WHERE $state IS NULL OR state = $state ORDER BY path LIMIT $limit;
             """;
         command.Parameters.AddWithValue("$state", state is { } s ? StateName(s) : DBNull.Value);
+        command.Parameters.AddWithValue("$limit", limit);
+        return Task.FromResult(ReadEntries(command));
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Ties in path order. Times are stored as UTC round-trip text, so text order is time order.</remarks>
+    public Task<IReadOnlyList<CatalogEntry>> ListRecentAsync(int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(limit);
+        cancellationToken.ThrowIfCancellationRequested();
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT path, image_id, state, reason, size_bytes, modified_at, updated_at FROM files
+            WHERE state = '{Indexed}' ORDER BY updated_at DESC, path LIMIT $limit;
+            """;
         command.Parameters.AddWithValue("$limit", limit);
         return Task.FromResult(ReadEntries(command));
     }

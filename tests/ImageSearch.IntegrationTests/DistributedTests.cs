@@ -90,6 +90,43 @@ public sealed class DistributedTests : IAsyncLifetime
         await WaitForStatusAsync(s => s.GetProperty("workers").GetInt32() == 2 &&
             s.GetProperty("queues").EnumerateArray().Any(q => q.GetProperty("name").GetString() == "ingest-failed" && q.GetProperty("messages").GetInt64() == 1),
             "status to show 2 workers and the error queue holding the corrupt file");
+
+        // An upload through the gateway lands in the watched folder (the gateway has it too) and goes
+        // the way of any file: watcher, workers, query service.
+        var extra = Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal).Skip(total).First();
+        using var upload = new MultipartFormDataContent { { new ByteArrayContent(await File.ReadAllBytesAsync(extra)), "image", Path.GetFileName(extra) } };
+        var accepted = await client.PostAsync("api/images", upload);
+        Assert.Equal(System.Net.HttpStatusCode.Accepted, accepted.StatusCode);
+        var uploaded = (await accepted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("images")[0].GetProperty("path").GetString()!;
+        Assert.Equal("uploads/" + Path.GetFileName(extra), uploaded);
+        await WaitForConditionAsync(async () => (await client.GetFromJsonAsync<JsonElement>($"api/files?path={Uri.EscapeDataString(uploaded)}"))
+            .GetProperty("files")[0].GetProperty("state").GetString() == "indexed", $"{uploaded} to be indexed");
+        using var query = new MultipartFormDataContent { { new ByteArrayContent(await File.ReadAllBytesAsync(extra)), "image", "q.jpg" } };
+        var top = (await (await client.PostAsync("api/search", query)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits")[0];
+        Assert.Equal(uploaded, top.GetProperty("path").GetString());
+    }
+
+    private static async Task WaitForConditionAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (await condition().ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // The gateway answers 503 while the query service is briefly unreachable.
+            }
+
+            await Task.Delay(200).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException($"Gave up waiting for {what}");
     }
 
     private async Task WaitForStatusAsync(Func<JsonElement, bool> condition, string what)

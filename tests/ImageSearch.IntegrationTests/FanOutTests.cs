@@ -56,6 +56,21 @@ public sealed class FanOutTests(IndexedGatewayFixture backend) : IClassFixture<I
     }
 
     [Fact]
+    public async Task Recent_images_and_file_states_come_from_the_live_backend()
+    {
+        var recent = await gateway.Client.GetFromJsonAsync<JsonElement>("api/images?recent=4");
+        var images = recent.GetProperty("images").EnumerateArray().ToList();
+        Assert.Equal(4, images.Count);
+        Assert.Equal(images.Count, images.Select(i => i.GetProperty("id").GetString()).Distinct().Count());
+
+        var path = images[0].GetProperty("path").GetString()!;
+        var files = (await gateway.Client.GetFromJsonAsync<JsonElement>($"api/files?path={Uri.EscapeDataString(path)}&path=not-there.jpg")).GetProperty("files");
+        Assert.Equal("indexed", files[0].GetProperty("state").GetString());
+        Assert.Equal(images[0].GetProperty("id").GetString(), files[0].GetProperty("id").GetString());
+        Assert.Equal("missing", files[1].GetProperty("state").GetString());
+    }
+
+    [Fact]
     public async Task A_backend_refusing_bad_input_is_passed_on_as_a_problem()
     {
         using var form = new MultipartFormDataContent { { new ByteArrayContent(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "broken-text.jpg"))), "image", "q.jpg" } };

@@ -77,6 +77,24 @@ public sealed class SqliteCatalogTests : IDisposable
     }
 
     [Fact]
+    public async Task Recent_lists_indexed_files_most_recently_recorded_first()
+    {
+        using var catalog = Open();
+        var start = _clock.Now;
+        await catalog.SetIndexedAsync("old.jpg", TestData.Id(1), 1, Modified);
+        _clock.Now = start.AddMinutes(1);
+        await catalog.SetIndexedAsync("b.jpg", TestData.Id(2), 1, Modified);
+        await catalog.SetIndexedAsync("a.jpg", TestData.Id(3), 1, Modified);
+        _clock.Now = start.AddMinutes(2);
+        await catalog.SetFailedAsync("broken.jpg", "truncated", 1, Modified);
+        _clock.Now = start.AddMinutes(3);
+        await catalog.SetIndexedAsync("changed.jpg", TestData.Id(4), 1, Modified);
+
+        Assert.Equal(["changed.jpg", "a.jpg", "b.jpg", "old.jpg"], (await catalog.ListRecentAsync(10)).Select(e => e.Path));
+        Assert.Equal(["changed.jpg", "a.jpg"], (await catalog.ListRecentAsync(2)).Select(e => e.Path));
+    }
+
+    [Fact]
     public async Task Concurrent_writers_do_not_lose_updates()
     {
         using var catalog = Open();
@@ -96,7 +114,7 @@ public sealed class SqliteCatalogTests : IDisposable
 
     private sealed class FixedClock : TimeProvider
     {
-        public DateTimeOffset Now { get; } = new(2025, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        public DateTimeOffset Now { get; set; } = new(2025, 1, 2, 3, 4, 5, TimeSpan.Zero);
 
         public override DateTimeOffset GetUtcNow() => Now;
     }
