@@ -35,8 +35,12 @@ public sealed class QdrantOptions
     /// <summary>Default HNSW search beam (<c>params.hnsw_ef</c>) when <see cref="VectorQuery.Ef"/> is 0.</summary>
     public int EfSearch { get; set; } = 64;
 
-    /// <summary>Create the collection with <c>on_disk_payload</c> (payloads read from disk; saves RAM).</summary>
-    public bool OnDiskPayload { get; set; }
+    /// <summary>
+    /// Create the collection with <c>on_disk_payload</c> (payloads read from disk; saves RAM). On by
+    /// default: each point's payload carries its local features (about 28 KB), read only for the top
+    /// candidates of a re-ranked query, which is too much to hold in memory for a large collection.
+    /// </summary>
+    public bool OnDiskPayload { get; set; } = true;
 
     /// <summary>Limit for one HTTP request, response body included. A timed-out write may still have been applied.</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -200,7 +200,7 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     public async Task Status_reports_the_model_and_the_counts()
     {
         var status = await IndexedGatewayFixture.Status(Client);
-        Assert.StartsWith("mobilenet-v2-1.4@", status.GetProperty("model").GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("mobilenet-v2-1.4-rmac@", status.GetProperty("model").GetString(), StringComparison.Ordinal);
         Assert.Equal("cpu", status.GetProperty("device").GetString());
         Assert.Equal(IndexedGatewayFixture.LibrarySize, status.GetProperty("indexed").GetInt64());
         Assert.Equal(IndexedGatewayFixture.LibrarySize, status.GetProperty("files").GetInt64());

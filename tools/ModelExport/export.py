@@ -89,8 +89,8 @@ MODELS = {
             cut_text="feature_vector/SpatialSqueeze (Logits/AvgPool of Conv_1, before the 5-class head)",
         ),
         # The same backbone with other poolings of its last convolutional map (Conv_1, 7x7x1792),
-        # for the retrieval ablation (docs/QUALITY.md). Exported and calibrated only on request
-        # (./imagesearch ... --model NAME).
+        # for the retrieval ablation (docs/QUALITY.md); R-MAC is the product's default model, the
+        # others are exported and calibrated on request (./imagesearch ... --model NAME).
         *(
             ModelSpec(
                 name=f"mobilenet-v2-1.4-{pooling}",
@@ -112,7 +112,7 @@ MODELS = {
 }
 
 # Default models: exported (and calibrated) by every setup.
-DEFAULT_MODELS = ("inception-v3-mixed7", "mobilenet-v2-1.4")
+DEFAULT_MODELS = ("inception-v3-mixed7", "mobilenet-v2-1.4-rmac")
 
 
 # ---------------------------------------------------------------------------------------------

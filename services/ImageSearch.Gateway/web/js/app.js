@@ -49,6 +49,11 @@ function openViewer(item) {
   $('viewer-open').href = item.imageUrl;
   const rows = [['Path', item.path]];
   if (typeof item.score === 'number') rows.push(['Score', item.score.toFixed(4)]);
+  if (typeof item.inliers === 'number') {
+    rows.push(['Local features', item.verified
+      ? `verified: ${item.inliers} matching points agree on one geometric transform`
+      : `not verified (${item.inliers} consistent matches)`]);
+  }
   if (item.width) rows.push(['Size', `${item.width} × ${item.height} px`]);
   if (item.sizeBytes) rows.push(['File', formatBytes(item.sizeBytes)]);
   if (item.addedAt) rows.push(['Added', formatDate(item.addedAt)]);

@@ -59,14 +59,17 @@ export function renderTiles(list, items, { onOpen, ranked = false } = {}) {
     const [folder, name] = splitPath(item.path);
     const hasScore = typeof item.score === 'number';
     const score = hasScore ? item.score.toFixed(3) : null;
-    const label = hasScore ? `${item.path}, score ${score}` : item.path;
+    // Verified: the same scene or object, confirmed by geometrically consistent local-feature matches.
+    const verified = item.verified === true;
+    const label = (hasScore ? `${item.path}, score ${score}` : item.path) + (verified ? `, verified match (${item.inliers} matching points)` : '');
     return el('li', { class: 'tile' },
       el('button', { type: 'button', class: 'tile-button', 'aria-label': label, onclick: () => onOpen(item) },
         el('div', { class: 'tile-thumb' },
           // The first rows at once; the rest as they scroll into view.
           el('img', { src: item.thumbnailUrl, alt: '', loading: i < 12 ? 'eager' : 'lazy', decoding: 'async', width: item.width, height: item.height }),
           ranked ? el('span', { class: 'tile-rank', 'aria-hidden': 'true' }, `#${i + 1}`) : null,
-          hasScore ? el('span', { class: 'tile-score', 'aria-hidden': 'true' }, score) : null),
+          hasScore ? el('span', { class: 'tile-score', 'aria-hidden': 'true' }, score) : null,
+          verified ? el('span', { class: 'tile-verified', 'aria-hidden': 'true', title: `${item.inliers} matching points agree on one geometric transform` }, `✓ ${item.inliers}`) : null),
         el('div', { class: 'tile-body' },
           el('span', { class: 'tile-name', title: item.path }, folder ? el('span', { class: 'tile-folder' }, folder) : null, name),
           hasScore
