@@ -82,6 +82,9 @@ public sealed class SearchService(
             {
                 var q = queries[i];
                 queryFeatures[i] = q.Rerank ? Task.Run(() => features!.Extract(q.Image, q.Box), ct) : null;
+
+                // A bad image fails the decode below first; its failed extraction is then never awaited.
+                queryFeatures[i]?.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
         }
 
@@ -219,9 +222,10 @@ public sealed class SearchService(
         var inliers = new int?[head.Count];
         Parallel.For(0, head.Count, new ParallelOptions { CancellationToken = ct }, i =>
         {
-            if (stored.TryGetValue(head[i].Id, out var blob))
+            // A damaged blob leaves its candidate unverified rather than failing the query.
+            if (stored.TryGetValue(head[i].Id, out var blob) && TryParse(blob) is { } candidate)
             {
-                inliers[i] = verifier!.CountInliers(query, LocalFeatureSet.FromBytes(blob));
+                inliers[i] = verifier!.CountInliers(query, candidate);
             }
         });
 
@@ -231,6 +235,18 @@ public sealed class SearchService(
             .Concat(checkedHits.Where(h => !(h.Inliers >= min)))
             .Concat(candidates.Skip(head.Count))
             .ToList();
+    }
+
+    private static LocalFeatureSet? TryParse(byte[] blob)
+    {
+        try
+        {
+            return LocalFeatureSet.FromBytes(blob);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The exponent of alpha query expansion's weights.</summary>
@@ -274,7 +290,7 @@ public sealed class SearchService(
 
         var t = Stopwatch.GetTimestamp();
         var own = rerank && CanRerank && (await store.GetLocalFeaturesAsync([id], ct).ConfigureAwait(false)).TryGetValue(id, out var blob)
-            ? LocalFeatureSet.FromBytes(blob)
+            ? TryParse(blob)
             : null;
         var wanted = own is null ? top : Math.Max(top, _rerank.Depth);
         var hits = await store.SearchAsync(record.Vector, new VectorQuery(wanted + 1, exact), ct).ConfigureAwait(false);
