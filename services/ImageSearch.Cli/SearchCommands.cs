@@ -13,6 +13,7 @@ internal static class SearchCommands
     private static readonly Option<bool> Exact = new("--exact") { Description = "Brute-force search instead of HNSW." };
     private static readonly Option<bool> Regions = new("--regions") { Description = "Without --box: also search sliding windows of the query (finds a photo shown inside a larger scene)." };
     private static readonly Option<bool> NoRerank = new("--no-rerank") { Description = "Do not re-rank the nearest neighbours by local features (SIFT + geometric verification)." };
+    private static readonly Option<int> Expand = new("--expand") { Description = "Alpha query expansion with this many top neighbours (0 = off; 5 suits \"more like this\")." };
 
     public static Command CreateSearch()
     {
@@ -25,6 +26,7 @@ internal static class SearchCommands
         command.Options.Add(Exact);
         command.Options.Add(Regions);
         command.Options.Add(NoRerank);
+        command.Options.Add(Expand);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -63,7 +65,7 @@ internal static class SearchCommands
             try
             {
                 var bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false);
-                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions), Rerank: !parse.GetValue(NoRerank)), ct).ConfigureAwait(false);
+                var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions), parse.GetValue(Expand), !parse.GetValue(NoRerank)), ct).ConfigureAwait(false);
                 var rank = 0;
                 foreach (var hit in result.Hits)
                 {
@@ -78,6 +80,10 @@ internal static class SearchCommands
             catch (InvalidImageException e)
             {
                 return Fail($"search: cannot use '{path}': {e.Message}");
+            }
+            catch (ArgumentOutOfRangeException e)
+            {
+                return Fail($"search: {e.Message}");
             }
             finally
             {

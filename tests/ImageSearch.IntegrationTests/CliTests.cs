@@ -86,6 +86,19 @@ public sealed class CliTests(CliIndexFixture fixture) : IClassFixture<CliIndexFi
     }
 
     [Fact]
+    public async Task Search_with_query_expansion_keeps_the_source_first_and_refuses_a_bad_count()
+    {
+        var crop = Path.Combine(TestPaths.Variants, "nature-woods-and-bench.crop50.jpg");
+        var (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", crop, "--db", fixture.Db, "--top", "3", "--expand", "5");
+        Assert.True(code == 0, stderr);
+        Assert.EndsWith(" nature-woods-and-bench.jpg", stdout.Split('\n')[0].Trim(), StringComparison.Ordinal);
+
+        (code, _, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", crop, "--db", fixture.Db, "--expand", "99");
+        Assert.NotEqual(0, code);
+        Assert.Contains("expand must be between 0 and 50", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Search_batch_writes_ranked_results_in_both_formats()
     {
         var dir = Directory.CreateTempSubdirectory("batch-").FullName;
