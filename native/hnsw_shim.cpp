@@ -24,8 +24,18 @@
 //   - loadIndex only checks the file size; hnsw_load also checks that the record layout matches the
 //     requested dimension and that every stored link points inside the graph, so a damaged file is
 //     reported instead of crashing a later search.
+//
+// Distance kernels are picked at run time, not compile time. hnswlib's space_ip.h selects its
+// kernels with the compiler's -m flags; the shim is built for x86-64-v2 (SSE4.2) so that it runs on
+// any x86-64 machine, which left only SSE even on AVX-512 hardware. The graph calls its distance
+// through a function pointer taken from the space, so the shim gives it its own space whose
+// pointer is chosen at load by CPUID: AVX-512F or AVX2+FMA kernels compiled with per-function
+// target attributes (never executed unless the CPU and OS support them), else hnswlib's SSE kernel,
+// else a scalar loop. IMAGESEARCH_HNSW_KERNEL=scalar|sse|avx2|avx512 caps the choice (diagnostics);
+// hnsw_create can also ask for a lower kernel (benchmarks, tests). Every kernel computes
+// 1 - dot(a, b); they differ only in summation order (FMA, lane count).
 
-#include <hnswlib/hnswlib.h>
+#include <hnswlib/hnswlib.h>  // includes <x86intrin.h> on x86-64: the kernels' intrinsics
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -94,11 +104,134 @@ int32_t guard(F&& body) noexcept {
 
 using Graph = hnswlib::HierarchicalNSW<float>;
 
+
+// ---------------------------------------------------------------------------------------------
+// Distance kernels: 1 - dot(a, b) over *(size_t*)param floats.
+
+enum hnsw_kernel : int32_t { KERNEL_SCALAR = 0, KERNEL_SSE = 1, KERNEL_AVX2 = 2, KERNEL_AVX512 = 3 };
+
+// The reference every SIMD kernel is tested against.
+float ip_distance_scalar(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    float dot = 0;
+    for (size_t i = 0; i < n; i++) dot += x[i] * y[i];
+    return 1.0f - dot;
+}
+
+#if defined(__x86_64__)
+// Four independent 8-lane accumulators: the adds of one iteration do not wait for each other.
+__attribute__((target("avx2,fma"))) float ip_distance_avx2(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    float dot = _mm_cvtss_f32(r);
+    for (; i < n; i++) dot += x[i] * y[i];
+    return 1.0f - dot;
+}
+
+// Four 16-lane accumulators (64 floats per iteration: a 512-d vector is 8 iterations) and a
+// masked load for the tail, so any dimension works without a scalar loop. GCC 12's AVX-512
+// headers build their "undefined" registers by self-initialisation (`__m512 __Y = __Y;`), which
+// -Wuninitialized reports inside _mm512_reduce_add_ps; silenced for this function only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) float ip_distance_avx512(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+    if (i < n) {
+        const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i), s1);
+    }
+    return 1.0f - _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The best kernel this CPU and OS can run (__builtin_cpu_supports checks CPUID and, for AVX and
+// AVX-512, that the OS saves the wider registers).
+int32_t best_kernel() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return KERNEL_AVX2;
+#endif
+#if defined(USE_SSE)
+    return KERNEL_SSE;
+#else
+    return KERNEL_SCALAR;
+#endif
+}
+
+int32_t kernel_from_name(const char* name, int32_t fallback) {
+    if (name == nullptr) return fallback;
+    if (std::strcmp(name, "scalar") == 0) return KERNEL_SCALAR;
+    if (std::strcmp(name, "sse") == 0) return KERNEL_SSE;
+    if (std::strcmp(name, "avx2") == 0) return KERNEL_AVX2;
+    if (std::strcmp(name, "avx512") == 0) return KERNEL_AVX512;
+    return fallback;
+}
+
+// Kernel for indexes created or loaded without asking for one: the best, capped by the environment.
+const int32_t default_kernel = std::min(best_kernel(), kernel_from_name(std::getenv("IMAGESEARCH_HNSW_KERNEL"), KERNEL_AVX512));
+
+// Inner-product space whose distance function is the chosen kernel. The SSE level borrows
+// hnswlib's own kernels (what the shim used before run-time dispatch), which pick a variant by
+// dimension (multiples of 16, of 4, residuals).
+class DispatchedInnerProductSpace : public hnswlib::SpaceInterface<float> {
+public:
+    DispatchedInnerProductSpace(size_t dim, int32_t kernel) : dim_(dim), sse_(dim), kernel_(kernel) {
+        switch (kernel) {
+#if defined(__x86_64__)
+            case KERNEL_AVX512: fn_ = ip_distance_avx512; break;
+            case KERNEL_AVX2: fn_ = ip_distance_avx2; break;
+#endif
+            case KERNEL_SSE: fn_ = sse_.get_dist_func(); break;
+            default: fn_ = ip_distance_scalar; kernel_ = KERNEL_SCALAR; break;
+        }
+    }
+    size_t get_data_size() override { return dim_ * sizeof(float); }
+    hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
+    void* get_dist_func_param() override { return &dim_; }
+    int32_t kernel() const { return kernel_; }
+
+private:
+    size_t dim_;
+    hnswlib::InnerProductSpace sse_;
+    hnswlib::DISTFUNC<float> fn_;
+    int32_t kernel_;
+};
+
 }  // namespace
 
 // Owns the space too: HierarchicalNSW keeps a pointer into it (the dimension used by the distance).
 struct hnsw_index {
-    std::unique_ptr<hnswlib::InnerProductSpace> space;
+    std::unique_ptr<DispatchedInnerProductSpace> space;
     std::unique_ptr<Graph> graph;
     size_t dim = 0;
 };
@@ -194,8 +327,9 @@ extern "C" {
 // next shim call on the same thread.
 __attribute__((visibility("default"))) const char* hnsw_last_error(void) { return last_error.c_str(); }
 
+// kernel: -1 for the default (hnsw_simd_level), else a level up to hnsw_best_kernel.
 __attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t max_elements, uint64_t m,
-                                                          uint64_t ef_construction, uint64_t seed, hnsw_index** out) {
+                                                          uint64_t ef_construction, uint64_t seed, int32_t kernel, hnsw_index** out) {
     return guard([&] {
         if (out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "out is null");
         *out = nullptr;
@@ -203,9 +337,10 @@ __attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t
         if (max_elements == 0 || max_elements > UINT32_MAX)
             throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be in 1..2^32-1 (hnswlib uses 32-bit internal ids)");
         if (m < 2 || m > 10000) throw shim_error(HNSW_INVALID_ARGUMENT, "M must be in 2..10000");
+        if (kernel < -1 || kernel > best_kernel()) throw shim_error(HNSW_INVALID_ARGUMENT, "kernel " + std::to_string(kernel) + " is not supported here");
         auto index = std::make_unique<hnsw_index>();
         index->dim = static_cast<size_t>(dim);
-        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->space = std::make_unique<DispatchedInnerProductSpace>(index->dim, kernel < 0 ? default_kernel : kernel);
         index->graph = std::make_unique<Graph>(index->space.get(), max_elements, m, ef_construction, seed);
         *out = index.release();
     });
@@ -225,7 +360,7 @@ __attribute__((visibility("default"))) int32_t hnsw_load(const char* path, int32
 
         auto index = std::make_unique<hnsw_index>();
         index->dim = static_cast<size_t>(dim);
-        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->space = std::make_unique<DispatchedInnerProductSpace>(index->dim, default_kernel);
         index->graph = std::make_unique<Graph>(index->space.get());
         Graph& graph = *index->graph;
         // The bare constructor leaves these uninitialised, and the destructor frees them after a
@@ -463,21 +598,27 @@ __attribute__((visibility("default"))) int32_t hnsw_fsync_path(const char* path)
     });
 }
 
-// Which distance kernel the header selected for this build and CPU, for diagnostics:
-// 0 = scalar, 1 = SSE, 2 = AVX, 3 = AVX-512 (see space_ip.h: chosen at compile time by -m flags,
-// then at run time by CPUID among the compiled ones).
-__attribute__((visibility("default"))) int32_t hnsw_simd_level(void) {
-#if defined(USE_AVX512)
-    if (AVX512Capable()) return 3;
-#endif
-#if defined(USE_AVX)
-    if (AVXCapable()) return 2;
-#endif
-#if defined(USE_SSE)
-    return 1;
-#else
-    return 0;
-#endif
+// The distance kernel indexes get unless hnsw_create asks for another: 0 = scalar, 1 = SSE,
+// 2 = AVX2+FMA, 3 = AVX-512F.
+__attribute__((visibility("default"))) int32_t hnsw_simd_level(void) { return default_kernel; }
+
+// The best kernel this machine supports (the default unless IMAGESEARCH_HNSW_KERNEL caps it).
+__attribute__((visibility("default"))) int32_t hnsw_best_kernel(void) { return best_kernel(); }
+
+// The kernel one index uses.
+__attribute__((visibility("default"))) int32_t hnsw_index_kernel(const hnsw_index* index) {
+    return index != nullptr && index->space ? index->space->kernel() : -1;
+}
+
+// 1 - dot(a, b) by the given kernel, for tests against the scalar reference. Fails with
+// HNSW_INVALID_ARGUMENT for a kernel this machine cannot run.
+__attribute__((visibility("default"))) int32_t hnsw_distance(int32_t kernel, const float* a, const float* b, uint64_t dim, float* out) {
+    return guard([&] {
+        if (a == nullptr || b == nullptr || out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "a, b and out are required");
+        if (kernel < KERNEL_SCALAR || kernel > best_kernel()) throw shim_error(HNSW_INVALID_ARGUMENT, "kernel " + std::to_string(kernel) + " is not supported here");
+        DispatchedInnerProductSpace space(static_cast<size_t>(dim), kernel);
+        *out = space.get_dist_func()(a, b, space.get_dist_func_param());
+    });
 }
 
 }  // extern "C"

@@ -31,19 +31,55 @@ public sealed unsafe class HnswIndex : IDisposable
         Dimensions = dimensions;
     }
 
+    private static readonly string[] KernelNames = ["scalar", "sse", "avx2", "avx512"];
+
     /// <summary>
-    /// Which inner-product kernel hnswlib selected in this build of the shim: "scalar", "sse",
-    /// "avx" or "avx512". The shim is compiled for x86-64-v2, so "sse" is expected on x86-64.
+    /// The inner-product kernel graphs use unless <see cref="Create"/> names another: "scalar",
+    /// "sse", "avx2" (AVX2 + FMA) or "avx512" (AVX-512F). The shim is compiled for any x86-64
+    /// (SSE4.2) and picks the kernel at run time from what the CPU supports, capped by the
+    /// environment variable <c>IMAGESEARCH_HNSW_KERNEL</c> when it is set.
     /// </summary>
-    public static string DistanceKernel => HnswNative.SimdLevel() switch
-    {
-        1 => "sse",
-        2 => "avx",
-        3 => "avx512",
-        _ => "scalar",
-    };
+    public static string DistanceKernel => KernelName(HnswNative.SimdLevel());
+
+    /// <summary>The fastest kernel this machine can run.</summary>
+    public static string BestDistanceKernel => KernelName(HnswNative.BestKernel());
+
+    /// <summary>The kernels this machine can run, slowest first ("scalar" always).</summary>
+    public static IReadOnlyList<string> SupportedDistanceKernels => KernelNames[..(HnswNative.BestKernel() + 1)];
+
+    /// <summary>The kernel this graph computes distances with (fixed when it was created or loaded).</summary>
+    public string Kernel => KernelName(HnswNative.IndexKernel(_handle));
 
     public int Dimensions { get; }
+
+    /// <summary>1 - dot(a, b) computed by <paramref name="kernel"/> (tests compare each kernel with the scalar one).</summary>
+    internal static float Distance(string kernel, ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        if (a.Length != b.Length)
+        {
+            throw new ArgumentException("Vectors must have the same length.", nameof(b));
+        }
+
+        fixed (float* pa = a)
+        fixed (float* pb = b)
+        {
+            HnswNative.Check(HnswNative.Distance(KernelLevel(kernel), pa, pb, (ulong)a.Length, out var distance));
+            return distance;
+        }
+    }
+
+    private static int KernelLevel(string kernel)
+    {
+        var level = Array.IndexOf(KernelNames, kernel);
+        if (level < 0 || level > HnswNative.BestKernel())
+        {
+            throw new ArgumentException($"Distance kernel '{kernel}' is not one this machine runs ({string.Join(", ", SupportedDistanceKernels)}).", nameof(kernel));
+        }
+
+        return level;
+    }
+
+    private static string KernelName(int level) => level >= 0 && level < KernelNames.Length ? KernelNames[level] : "unknown";
 
     /// <summary>Elements in the graph, deleted ones included (they occupy capacity).</summary>
     public long Count => (long)HnswNative.Count(_handle);
@@ -60,13 +96,15 @@ public sealed unsafe class HnswIndex : IDisposable
     /// <param name="m">Links per node (level 0 holds 2*M).</param>
     /// <param name="efConstruction">Beam width while inserting.</param>
     /// <param name="seed">Seed of the level generator (same seed and insertion order give the same graph).</param>
-    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100)
+    /// <param name="kernel">Distance kernel (one of <see cref="SupportedDistanceKernels"/>); null for <see cref="DistanceKernel"/>.</param>
+    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100, string? kernel = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(dimensions, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(m, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(efConstruction, 1);
-        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, out var handle);
+        var level = kernel is null ? -1 : KernelLevel(kernel);
+        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, level, out var handle);
         return Wrap(status, handle, dimensions);
     }
 
