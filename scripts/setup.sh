@@ -2,16 +2,18 @@
 # Installs, idempotently and only what is missing, everything ImageSearch needs:
 # Debian packages, pinned npm packages, the native HNSW shim, the exported ONNX models and their
 # calibration, and the .NET build. With --test also the test photos; with --gpu also the
-# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu). When nothing is missing it costs about
-# a second. Usage: scripts/setup.sh [--test] [--gpu] [--quiet]
+# CUDA-enabled ONNX Runtime (into .cache/onnxruntime-gpu); with --peers also the Debian packages of
+# the peers `./imagesearch bench peers` compares with (OpenCV, FAISS, hnswlib for Python). When
+# nothing is missing it costs about a second. Usage: scripts/setup.sh [--test] [--gpu] [--peers] [--quiet]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-want_test=0; want_gpu=0; quiet=0
+want_test=0; want_gpu=0; want_peers=0; quiet=0
 for a in "$@"; do
   case $a in
     --test) want_test=1 ;;
     --gpu) want_gpu=1 ;;
+    --peers) want_peers=1 ;;
     --quiet) quiet=1 ;;
     *) echo "setup: unknown option $a" >&2; exit 2 ;;
   esac
@@ -25,6 +27,9 @@ stamp_set() { echo "$2" > "$stamps/$1"; }
 # 1. Debian packages (root, no prompts; apt-get update only when something is missing).
 apt_packages=(libvips42 libturbojpeg0 libhnswlib-dev libvlfeat-dev g++ python3-onnx python3-numpy python3-pil sqlite3 curl)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
+# The benchmark peers (bench/peers/*.py, run by Debian's /usr/bin/python3): only on request, so the
+# product and its tests never wait for them.
+[[ $want_peers == 0 ]] || apt_packages+=(python3-opencv python3-faiss python3-hnswlib)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
