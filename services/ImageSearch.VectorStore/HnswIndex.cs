@@ -8,6 +8,20 @@ public enum HnswLabelState
     Deleted = 2,
 }
 
+/// <summary>How an <see cref="HnswIndex"/> stores its vectors.</summary>
+public enum HnswVectorFormat
+{
+    /// <summary>4 bytes per dimension: distances exact to float rounding.</summary>
+    Float32 = 0,
+
+    /// <summary>
+    /// 1 byte per dimension plus a 4-byte scale per vector (symmetric: code = round(x * 127 / max|x|)):
+    /// about a quarter of the vector memory. Distances are approximate (an error of a few 1e-3 on
+    /// unit vectors), so callers that keep the float vectors rescore what the graph returns.
+    /// </summary>
+    Int8 = 1,
+}
+
 /// <summary>
 /// A hnswlib <c>HierarchicalNSW&lt;float&gt;</c> graph over inner-product space, through the native
 /// shim. Vectors must be unit length: the distance is <c>1 - dot</c>, i.e. <c>1 - cosine</c>.
@@ -25,10 +39,11 @@ public sealed unsafe class HnswIndex : IDisposable
 {
     private readonly HnswIndexHandle _handle;
 
-    private HnswIndex(HnswIndexHandle handle, int dimensions)
+    private HnswIndex(HnswIndexHandle handle, int dimensions, HnswVectorFormat format)
     {
         _handle = handle;
         Dimensions = dimensions;
+        Format = format;
     }
 
     private static readonly string[] KernelNames = ["scalar", "sse", "avx2", "avx512"];
@@ -52,8 +67,11 @@ public sealed unsafe class HnswIndex : IDisposable
 
     public int Dimensions { get; }
 
-    /// <summary>1 - dot(a, b) computed by <paramref name="kernel"/> (tests compare each kernel with the scalar one).</summary>
-    internal static float Distance(string kernel, ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    /// <summary>How the graph stores its vectors (fixed at creation; a snapshot must be loaded with the same).</summary>
+    public HnswVectorFormat Format { get; }
+
+    /// <summary>The graph's distance between a and b by <paramref name="kernel"/> in <paramref name="format"/> (tests compare each kernel with the scalar one).</summary>
+    internal static float Distance(string kernel, ReadOnlySpan<float> a, ReadOnlySpan<float> b, HnswVectorFormat format = HnswVectorFormat.Float32)
     {
         if (a.Length != b.Length)
         {
@@ -63,7 +81,7 @@ public sealed unsafe class HnswIndex : IDisposable
         fixed (float* pa = a)
         fixed (float* pb = b)
         {
-            HnswNative.Check(HnswNative.Distance(KernelLevel(kernel), pa, pb, (ulong)a.Length, out var distance));
+            HnswNative.Check(HnswNative.Distance(KernelLevel(kernel), format, pa, pb, (ulong)a.Length, out var distance));
             return distance;
         }
     }
@@ -97,15 +115,17 @@ public sealed unsafe class HnswIndex : IDisposable
     /// <param name="efConstruction">Beam width while inserting.</param>
     /// <param name="seed">Seed of the level generator (same seed and insertion order give the same graph).</param>
     /// <param name="kernel">Distance kernel (one of <see cref="SupportedDistanceKernels"/>); null for <see cref="DistanceKernel"/>.</param>
-    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100, string? kernel = null)
+    /// <param name="format">How vectors are stored.</param>
+    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100, string? kernel = null,
+        HnswVectorFormat format = HnswVectorFormat.Float32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(dimensions, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(m, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(efConstruction, 1);
         var level = kernel is null ? -1 : KernelLevel(kernel);
-        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, level, out var handle);
-        return Wrap(status, handle, dimensions);
+        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, level, format, out var handle);
+        return Wrap(status, handle, dimensions, format);
     }
 
     /// <summary>
@@ -117,13 +137,14 @@ public sealed unsafe class HnswIndex : IDisposable
     /// <param name="dimensions">Expected vector length.</param>
     /// <param name="capacity">Capacity after loading (at least the file's element count is used).</param>
     /// <param name="seed">Seed for the level generator from here on (the file does not store it).</param>
-    public static HnswIndex Load(string path, int dimensions, long capacity, ulong seed = 100)
+    /// <param name="format">The format the file was saved with (another one is reported as <see cref="HnswStatus.Corrupt"/>).</param>
+    public static HnswIndex Load(string path, int dimensions, long capacity, ulong seed = 100, HnswVectorFormat format = HnswVectorFormat.Float32)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(dimensions, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(capacity);
-        var status = HnswNative.Load(path, dimensions, (ulong)capacity, seed, out var handle);
-        return Wrap(status, handle, dimensions);
+        var status = HnswNative.Load(path, dimensions, (ulong)capacity, seed, format, out var handle);
+        return Wrap(status, handle, dimensions, format);
     }
 
     /// <summary>
@@ -171,7 +192,27 @@ public sealed unsafe class HnswIndex : IDisposable
         }
     }
 
-    /// <summary>Copies the vector held for <paramref name="label"/> (deleted or not); false when absent.</summary>
+    /// <summary>
+    /// Whether the graph holds exactly what adding <paramref name="vector"/> under
+    /// <paramref name="label"/> would store (float32: the same bits; int8: the same codes); false
+    /// when the label is absent.
+    /// </summary>
+    public bool Holds(long label, ReadOnlySpan<float> vector)
+    {
+        CheckDimensions(vector);
+        if (GetState(label) == HnswLabelState.Absent)
+        {
+            return false;
+        }
+
+        fixed (float* v = vector)
+        {
+            HnswNative.Check(HnswNative.SameVector(_handle, (ulong)label, v, out var same));
+            return same != 0;
+        }
+    }
+
+    /// <summary>Copies the vector held for <paramref name="label"/> (deleted or not; int8: decoded, approximate); false when absent.</summary>
     public bool TryGetVector(long label, Span<float> destination)
     {
         if (destination.Length != Dimensions)
@@ -258,7 +299,7 @@ public sealed unsafe class HnswIndex : IDisposable
 
     public void Dispose() => _handle.Dispose();
 
-    private static HnswIndex Wrap(HnswStatus status, HnswIndexHandle handle, int dimensions)
+    private static HnswIndex Wrap(HnswStatus status, HnswIndexHandle handle, int dimensions, HnswVectorFormat format)
     {
         if (status != HnswStatus.Ok)
         {
@@ -267,7 +308,7 @@ public sealed unsafe class HnswIndex : IDisposable
             throw new HnswException(status, message);
         }
 
-        return new HnswIndex(handle, dimensions);
+        return new HnswIndex(handle, dimensions, format);
     }
 
     private void CheckDimensions(ReadOnlySpan<float> vector)

@@ -285,6 +285,69 @@ public sealed class HnswIndexTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Every_int8_kernel_gives_the_scalar_int8_distance_and_stays_close_to_float()
+    {
+        int[] dims = [1, 3, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 512, 768, 1792];
+        var rng = new Random(9);
+        foreach (var dim in dims)
+        {
+            for (var trial = 0; trial < 5; trial++)
+            {
+                var a = TestData.RandomUnit(rng, dim);
+                var b = trial == 0 ? a : TestData.RandomUnit(rng, dim);
+                var scalar = HnswIndex.Distance("scalar", a, b, HnswVectorFormat.Int8);
+                foreach (var kernel in HnswIndex.SupportedDistanceKernels)
+                {
+                    // Integer dot products: every kernel gives the same bits.
+                    Assert.Equal(scalar, HnswIndex.Distance(kernel, a, b, HnswVectorFormat.Int8));
+                }
+
+                // Rounding to 1/127 of the largest component: an error of a few 1e-3 on unit vectors.
+                var exact = 1 - TestData.Dot(a, b);
+                Assert.True(Math.Abs(scalar - exact) < 0.02, $"{dim} dimensions: int8 {scalar} vs float {exact}");
+            }
+        }
+    }
+
+    [Fact]
+    public void An_int8_graph_searches_saves_and_loads_only_as_int8()
+    {
+        const int dim = 64;
+        var all = TestData.Clustered(2100, dim, clusters: 30, spread: 0.6, seed: 4);
+        var data = all[..2000];
+        var exact = new ExactIndex(dim);
+        using var graph = HnswIndex.Create(dim, capacity: data.Length, format: HnswVectorFormat.Int8);
+        Assert.Equal(HnswVectorFormat.Int8, graph.Format);
+        for (var i = 0; i < data.Length; i++)
+        {
+            graph.Add(i, data[i]);
+            exact.Set(i, data[i]);
+        }
+
+        // Approximate distances alone (no rescoring) still find most true neighbours.
+        var recall = Recall(graph, exact, all[2000..], 10);
+        output.WriteLine($"int8 graph without rescoring: recall@10 = {recall:F4}");
+        Assert.True(recall >= 0.85, $"recall@10 was {recall:F4}");
+
+        // Holds compares codes: the vector added, not a slightly different one; decoding is approximate.
+        Assert.True(graph.Holds(5, data[5]));
+        Assert.False(graph.Holds(5, data[6]));
+        Assert.False(graph.Holds(99_999, data[5]));
+        var decoded = new float[dim];
+        Assert.True(graph.TryGetVector(5, decoded));
+        Assert.True(decoded.Zip(data[5], (x, y) => Math.Abs(x - y)).Max() < 0.01f);
+
+        var path = _temp.Sub("int8.bin");
+        graph.Save(path);
+        using (var loaded = HnswIndex.Load(path, dim, data.Length, format: HnswVectorFormat.Int8))
+        {
+            Assert.Equal(SearchAll(graph, data[3]), SearchAll(loaded, data[3]));
+        }
+
+        Assert.Equal(HnswStatus.Corrupt, Assert.Throws<HnswException>(() => HnswIndex.Load(path, dim, data.Length)).Status);
+    }
+
+    [Fact]
     public void A_kernel_this_machine_cannot_run_is_refused()
     {
         Assert.Throws<ArgumentException>(() => HnswIndex.Create(8, capacity: 4, kernel: "avx1024"));
