@@ -112,7 +112,9 @@ internal static class PeersBench
                     var (root, buildSeconds, cached) = await StoreBench.BuildOrReuseAsync(cache, storeFolder, views, photos, decoder, model, ct).ConfigureAwait(false);
                     if (s.Sections.Contains("store"))
                     {
-                        Store(StoreBench.Measure(Path.Combine(root, storeFolder), set, model, buildSeconds, cached, s.Efs, s.Threads, s.MinSeconds, ct), table);
+                        var folder = Path.Combine(root, storeFolder);
+                        Store(StoreBench.Measure(folder, set, model, HnswVectorFormat.Float32, s.Efs, s.Threads, s.MinSeconds, ct),
+                            StoreBench.Measure(folder, set, model, HnswVectorFormat.Int8, s.Efs, s.Threads, s.MinSeconds, ct), buildSeconds, cached, table);
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[store done at {started.Elapsed.TotalMinutes:F1} min]"));
                     }
 
@@ -236,8 +238,8 @@ internal static class PeersBench
         if (code != 0)
         {
             notes.Add($"The OpenCV peer failed (exit {code}): {error.Trim()}");
-            table.Add("Embedding", "raw model, images/s", raw, peer, double.NaN, Better.Higher);
-            table.Add("Embedding", "decode + embed + index, images/s (local features off)", cnnRate, peer, double.NaN, Better.Higher, ">= 2");
+            table.Add("Embedding", "raw model, images/s", raw, peer, double.NaN);
+            table.Add("Embedding", "decode + embed + index, images/s (local features off)", cnnRate, peer, double.NaN, ">= 2");
             return;
         }
 
@@ -245,16 +247,16 @@ internal static class PeersBench
         var peerRaw = json.GetProperty("raw_model_images_per_s").GetDouble();
         var pipeline = json.GetProperty("pipeline");
         var search = json.GetProperty("search");
-        table.Add("Embedding", $"raw model, images/s (pre-made input; ours: {bestRun}, peer: batch {json.GetProperty("raw_model_batch").GetInt32()})", raw, "OpenCV DNN", peerRaw, Better.Higher);
+        table.Add("Embedding", $"raw model, images/s (pre-made input; ours: {bestRun}, peer: batch {json.GetProperty("raw_model_batch").GetInt32()})", raw, "OpenCV DNN", peerRaw);
         table.Add("Embedding", $"decode + embed + index, images/s, {photos.Length} photos, local features off ({(s.Quick ? "one index" : "median of 3 fresh indexes")})",
-            cnnRate, peer, pipeline.GetProperty("images_per_s").GetDouble(), Better.Higher, ">= 2", 2);
+            cnnRate, peer, pipeline.GetProperty("images_per_s").GetDouble(), ">= 2", (o, t) => o / t >= 2);
         table.Add("Embedding", "ingestion / raw model of the same runtime", cnnRate / raw, peer + " (its own)", pipeline.GetProperty("images_per_s").GetDouble() / peerRaw,
-            Better.Higher, ">= 0.9 (ours)", targetOnValue: 0.9);
-        table.Add("Embedding", "decode + embed + SIFT + index, images/s (default: local features on)", featuresRate, "-", double.NaN, Better.Higher);
+            ">= 0.9 (ours)", (o, _) => o >= 0.9);
+        table.Add("Embedding", "decode + embed + SIFT + index, images/s (default: local features on)", featuresRate, "-", double.NaN);
         table.Add("Embedding", $"single query in process, p50 ms ({queries} instance queries, read+decode+embed+k-NN over {photos.Length}; ours local features off)",
-            off50, peer, search.GetProperty("p50_ms").GetDouble(), Better.Lower);
-        table.Add("Embedding", "single query in process, p99 ms (local features off)", off99, peer, search.GetProperty("p99_ms").GetDouble(), Better.Lower);
-        table.Add("Embedding", "single query in process, p50 / p99 ms, local features on (SIFT re-ranking of the top 100)", on50, "-", double.NaN, Better.Lower,
+            off50, peer, search.GetProperty("p50_ms").GetDouble());
+        table.Add("Embedding", "single query in process, p99 ms (local features off)", off99, peer, search.GetProperty("p99_ms").GetDouble());
+        table.Add("Embedding", "single query in process, p50 / p99 ms, local features on (SIFT re-ranking of the top 100)", on50, "-", double.NaN,
             note: $"p99 {on99:F1}");
         if (json.TryGetProperty("check", out var check))
         {
@@ -318,27 +320,28 @@ internal static class PeersBench
 
             foreach (var peer in peers.Where(p => p.Rows.Count > 0 && p.Rows[0].Ef > 0))
             {
+                var faiss = peer.Name.StartsWith("FAISS", StringComparison.Ordinal);
                 var (a, b) = (ours.At(0.95), peer.At(0.95));
                 table.Add(area, $"QPS at recall@10 >= 0.95 (ours ef {a?.Ef.ToString(CultureInfo.InvariantCulture) ?? "-"}, peer ef {b?.Ef.ToString(CultureInfo.InvariantCulture) ?? "-"})",
-                    a?.Qps ?? double.NaN, peer.Name, b?.Qps ?? double.NaN, Better.Higher, peer.Name.StartsWith("FAISS", StringComparison.Ordinal) ? ">= 1" : null, 1);
-                table.Add(area, "build, s (all vectors, empty index)", ours.BuildSeconds, peer.Name, peer.BuildSeconds, Better.Lower,
-                    peer.Name.StartsWith("FAISS", StringComparison.Ordinal) ? "<= 1.5" : null, 1.5);
-                table.Add(area, "index memory, bytes per vector (heap growth over the build)", ours.BytesPerVector, peer.Name, peer.BytesPerVector, Better.Lower,
-                    peer.Name.StartsWith("FAISS", StringComparison.Ordinal) ? "<= 1.5" : null, 1.5);
+                    a?.Qps ?? double.NaN, peer.Name, b?.Qps ?? double.NaN, faiss ? ">= 1" : null, (o, t) => o >= t);
+                table.Add(area, "build, s (all vectors, empty index)", ours.BuildSeconds, peer.Name, peer.BuildSeconds,
+                    faiss ? "<= 1.5" : null, (o, t) => o <= 1.5 * t);
+                table.Add(area, "index memory, bytes per vector (heap growth over the build)", ours.BytesPerVector, peer.Name, peer.BytesPerVector,
+                    faiss ? "<= 1.5" : null, (o, t) => o <= 1.5 * t);
             }
 
             if (sse is not null)
             {
                 var (a, b) = (ours.At(0.95), sse.At(0.95));
                 table.Add(area, $"QPS at recall@10 >= 0.95, {HnswIndex.DistanceKernel} kernel (run-time dispatch) vs the SSE kernel of the x86-64-v2 build", a?.Qps ?? double.NaN,
-                    sse.Name, b?.Qps ?? double.NaN, Better.Higher);
-                table.Add(area, $"build, s, {HnswIndex.DistanceKernel} vs SSE kernel", ours.BuildSeconds, sse.Name, sse.BuildSeconds, Better.Lower);
+                    sse.Name, b?.Qps ?? double.NaN);
+                table.Add(area, $"build, s, {HnswIndex.DistanceKernel} vs SSE kernel", ours.BuildSeconds, sse.Name, sse.BuildSeconds);
             }
 
             if (peers.FirstOrDefault(p => p.Name.Contains("exact", StringComparison.Ordinal)) is { Rows.Count: > 0 } flat)
             {
                 var best = ours.At(0.95);
-                table.Add(area, "HNSW at recall >= 0.95 vs exact scan, QPS", best?.Qps ?? double.NaN, flat.Name, flat.Rows[0].Qps, Better.Higher);
+                table.Add(area, "HNSW at recall >= 0.95 vs exact scan, QPS", best?.Qps ?? double.NaN, flat.Name, flat.Rows[0].Qps);
             }
 
             if (!faissHnsw)
@@ -371,17 +374,31 @@ internal static class PeersBench
         return sb.ToString();
     }
 
-    private static void Store(StoreFigures f, Table table)
+    private static void Store(StoreFigures f, StoreFigures int8, double buildSeconds, bool cached, Table table)
     {
         var area = $"Store {f.Points / 1000}k real";
-        var best = f.Rows.Where(r => r.Recall >= 0.95).MaxBy(r => r.Qps);
-        Console.WriteLine("embedded store: " + string.Join("; ", f.Rows.Select(r => string.Create(CultureInfo.InvariantCulture, $"ef {r.Ef}: recall {r.Recall:F3} at {r.Qps:F0} QPS"))));
-        table.Add(area, $"EmbeddedVectorStore.SearchAsync QPS at recall@10 >= 0.95 (ef {best?.Ef.ToString(CultureInfo.InvariantCulture) ?? "-"}; normalise, lock, payloads)", best?.Qps ?? double.NaN, "-", double.NaN, Better.Higher);
-        table.Add(area, "EmbeddedVectorStore exact search QPS (SIMD scan)", f.ExactQps, "-", double.NaN, Better.Higher);
-        table.Add(area, "memory per indexed image, bytes (heap growth on open: graph + vectors + ids and payloads)", f.MemoryBytesPerPoint, "-", double.NaN, Better.Lower);
-        table.Add(area, "disk per indexed image, bytes (points.db + graph snapshot)", f.DiskBytesPerPoint, "-", double.NaN, Better.Lower);
-        table.Add(area, $"build through UpsertAsync, s (1,000 per call, one graph insert at a time{(f.Cached ? "; from the cache's first run" : "")})", f.BuildSeconds, "-", double.NaN, Better.Lower);
-        table.Add(area, "open (snapshot load), s", f.OpenSeconds, "-", double.NaN, Better.Lower);
+        foreach (var x in new[] { f, int8 })
+        {
+            Console.WriteLine($"embedded store, {x.GraphVectors} graph: " + string.Join("; ", x.Rows.Select(r => string.Create(CultureInfo.InvariantCulture, $"ef {r.Ef}: recall {r.Recall:F3} at {r.Qps:F0} QPS"))));
+        }
+
+        AnnRow? Best(StoreFigures x) => x.Rows.Where(r => r.Recall >= 0.95).MaxBy(r => r.Qps);
+        string Ef(AnnRow? r) => r?.Ef.ToString(CultureInfo.InvariantCulture) ?? "-";
+        var (a, b) = (Best(f), Best(int8));
+        table.Add(area, $"EmbeddedVectorStore.SearchAsync QPS at recall@10 >= 0.95 (float32 graph ef {Ef(a)}, int8 graph + rescoring ef {Ef(b)}; normalise, lock, payloads)",
+            a?.Qps ?? double.NaN, "int8 graph (GraphVectors=Int8)", b?.Qps ?? double.NaN);
+        var common = f.Rows.Select(r => r.Ef).Intersect(int8.Rows.Select(r => r.Ef)).DefaultIfEmpty(0).Min();
+        if (common > 0)
+        {
+            table.Add(area, $"recall@10 at ef {common}, float32 graph vs int8 graph + rescoring", f.Rows.First(r => r.Ef == common).Recall, "int8 graph", int8.Rows.First(r => r.Ef == common).Recall,
+                "int8 >= 0.95", (_, t) => t >= 0.95);
+        }
+
+        table.Add(area, "EmbeddedVectorStore exact search QPS (SIMD scan of the float vectors)", f.ExactQps, "-", double.NaN);
+        table.Add(area, "memory per indexed image, bytes (heap growth on open: graph + float vectors + ids and payloads)", f.MemoryBytesPerPoint, "int8 graph", int8.MemoryBytesPerPoint);
+        table.Add(area, "disk per indexed image, bytes (points.db + graph snapshot)", f.DiskBytesPerPoint, "int8 graph", int8.DiskBytesPerPoint);
+        table.Add(area, $"build through UpsertAsync, s (1,000 per call, one graph insert at a time{(cached ? "; measured when the cache was built" : "")})", buildSeconds, "-", double.NaN);
+        table.Add(area, $"open, s (float32: snapshot load; int8: rebuild of the graph from points.db on {Environment.ProcessorCount} threads)", f.OpenSeconds, "int8 graph", int8.OpenSeconds);
     }
 
     private static async Task GatewayAsync(Settings s, string storeRoot, string storeFolder, Table table, CancellationToken ct)
@@ -392,42 +409,33 @@ internal static class PeersBench
         {
             var mode = f.Rerank ? "local features on" : "local features off";
             var clients = f.Clients == 1 ? "1 client" : $"{f.Clients} clients";
-            table.Add(area, $"POST /api/search p50 ms, {clients}, {mode} ({f.Searches} searches, {f.Qps:F1}/s)", f.P50, "embedding p50 (server)", f.EmbedP50, Better.Lower,
-                f.Clients > 1 ? "p50 - embed <= 10 ms" : null, targetOnDifference: 10);
-            table.Add(area, $"POST /api/search p99 ms, {clients}, {mode}", f.P99, "own p50", f.P50, Better.Lower, f.Clients > 1 ? "< 2" : null, 2);
+            table.Add(area, $"POST /api/search p50 ms, {clients}, {mode} ({f.Searches} searches, {f.Qps:F1}/s)", f.P50, "embedding p50 (server)", f.EmbedP50,
+                f.Clients > 1 ? "p50 - embed <= 10 ms" : null, (o, t) => o - t <= 10);
+            table.Add(area, $"POST /api/search p99 ms, {clients}, {mode}", f.P99, "own p50", f.P50, f.Clients > 1 ? "p99 / p50 < 2" : null, (o, t) => o < 2 * t);
         }
 
-        table.Add(area, "gateway process working set, bytes per indexed image", rss / points, "-", double.NaN, Better.Lower);
+        table.Add(area, "gateway process working set, MiB (model and ONNX Runtime, index, catalog, ASP.NET)", rss / (1024 * 1024), "-", double.NaN);
     }
 
     private static string Str(double v) => v.ToString(CultureInfo.InvariantCulture);
-
-    internal enum Better
-    {
-        Higher,
-        Lower,
-    }
 
     /// <summary>The one table: each figure, its peer's, the ratio, and the target where the issue sets one.</summary>
     internal sealed class Table
     {
         private readonly List<string> rows = [];
 
-        public void Add(string area, string measure, double ours, string peer, double theirs, Better better, string? target = null, double threshold = double.NaN,
-            double targetOnValue = double.NaN, double targetOnDifference = double.NaN, string? note = null)
+        /// <summary>One row; <paramref name="met"/> decides the target from (ours, theirs).</summary>
+        public void Add(string area, string measure, double ours, string peer, double theirs, string? target = null, Func<double, double, bool>? met = null, string? note = null)
         {
             var ratio = double.IsFinite(ours) && double.IsFinite(theirs) && theirs != 0 ? ours / theirs : double.NaN;
-            string met = "";
-            if (target is not null)
+            var verdict = "";
+            if (target is not null && met is not null)
             {
-                var ok = !double.IsNaN(targetOnValue) ? ours >= targetOnValue
-                    : !double.IsNaN(targetOnDifference) ? ours - theirs <= targetOnDifference
-                    : better == Better.Higher ? ratio >= threshold : ratio <= threshold;
-                met = $"{target}: {(ok ? "met" : "**not met**")}";
+                verdict = $"{target}: {(met(ours, theirs) ? "met" : "**not met**")}";
             }
 
             rows.Add(string.Create(CultureInfo.InvariantCulture,
-                $"| {area} | {measure} | {Fmt(ours)}{(note is null ? "" : $" ({note})")} | {peer} | {Fmt(theirs)} | {(double.IsNaN(ratio) ? "-" : ratio.ToString("F2", CultureInfo.InvariantCulture))} | {met} |"));
+                $"| {area} | {measure} | {Fmt(ours)}{(note is null ? "" : $" ({note})")} | {peer} | {Fmt(theirs)} | {(double.IsNaN(ratio) ? "-" : ratio.ToString("F2", CultureInfo.InvariantCulture))} | {verdict} |"));
         }
 
         public string ToMarkdown() =>

@@ -9,7 +9,7 @@ using ImageSearch.VectorStore;
 namespace ImageSearch.Cli.Peers;
 
 /// <summary>What the embedded store costs per point and how fast it answers.</summary>
-internal sealed record StoreFigures(int Points, double BuildSeconds, bool Cached, double OpenSeconds, double MemoryBytesPerPoint, double DiskBytesPerPoint,
+internal sealed record StoreFigures(int Points, HnswVectorFormat GraphVectors, double OpenSeconds, bool Rebuilt, double MemoryBytesPerPoint, double DiskBytesPerPoint,
     IReadOnlyList<AnnRow> Rows, double ExactQps);
 
 /// <summary>
@@ -71,8 +71,12 @@ internal static class StoreBench
         return (root, seconds, false);
     }
 
-    /// <summary>Opens the cached store and measures memory, disk, HNSW search at each ef and exact search, through its public API.</summary>
-    public static StoreFigures Measure(string folder, VectorSet set, EmbeddingModelInfo model, double buildSeconds, bool cached, int[] efs, int threads,
+    /// <summary>
+    /// Opens a copy of the cached store with the graph in <paramref name="graphVectors"/> (int8: the
+    /// float snapshot does not match, so the store rebuilds the graph from its database, on every
+    /// core) and measures memory, disk, HNSW search at each ef and exact search, through its public API.
+    /// </summary>
+    public static StoreFigures Measure(string folder, VectorSet set, EmbeddingModelInfo model, HnswVectorFormat graphVectors, int[] efs, int threads,
         double minSeconds, CancellationToken ct)
     {
         // Work on a copy: opening writes (WAL, lock) and the cache must stay pristine for the gateway.
@@ -83,10 +87,27 @@ internal static class StoreBench
             var disk = Directory.EnumerateFiles(copy).Sum(f => new FileInfo(f).Length);
             var before = NativeHeap.Total();
             var t = Stopwatch.GetTimestamp();
-            using var store = new EmbeddedVectorStore(new EmbeddedStoreOptions { Directory = copy, SnapshotEvery = int.MaxValue, ExactThreshold = 0 }, model);
+            using var store = new EmbeddedVectorStore(new EmbeddedStoreOptions { Directory = copy, SnapshotEvery = int.MaxValue, ExactThreshold = 0, GraphVectors = graphVectors }, model);
             var open = Stopwatch.GetElapsedTime(t).TotalSeconds;
             var memory = NativeHeap.Total() - before;
+            if (store.OpenInfo.Rebuilt)
+            {
+                // The rebuilt graph is not on disk until a snapshot is saved: count what it will take.
+                store.Dispose();
+                disk = Directory.EnumerateFiles(copy).Sum(f => new FileInfo(f).Length);
+                using var reopened = new EmbeddedVectorStore(new EmbeddedStoreOptions { Directory = copy, SnapshotEvery = int.MaxValue, ExactThreshold = 0, GraphVectors = graphVectors }, model);
+                return Run(reopened, open, rebuilt: true, memory, disk);
+            }
 
+            return Run(store, open, rebuilt: false, memory, disk);
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
+
+        StoreFigures Run(EmbeddedVectorStore store, double open, bool rebuilt, long memory, long disk)
+        {
             var rowOf = new Dictionary<ImageId, int>(set.Count);
             for (var i = 0; i < set.Count; i++)
             {
@@ -114,11 +135,7 @@ internal static class StoreBench
             }
 
             var exactQps = VectorBench.Throughput(set, threads, minSeconds, (q, l, _) => Search(q, l, true, 0));
-            return new StoreFigures(set.Count, buildSeconds, cached, open, memory / (double)set.Count, disk / (double)set.Count, rows, exactQps);
-        }
-        finally
-        {
-            Directory.Delete(copy, recursive: true);
+            return new StoreFigures(set.Count, graphVectors, open, rebuilt, memory / (double)set.Count, disk / (double)set.Count, rows, exactQps);
         }
     }
 
