@@ -26,6 +26,10 @@ internal static class PeersBench
     private static readonly int[] FullEfs = [10, 16, 24, 32, 48, 64, 96, 128, 256];
     private static readonly int[] QuickEfs = [10, 16, 32, 64, 128];
 
+    // The large run builds with a smaller beam, the same for every library, so that the full run
+    // stays within the hour on two cores (efConstruction 200 at 1M: ~20 min per library here).
+    private const int MillionEfConstruction = 100;
+
     public static Command Create(Option<string> bench)
     {
         var quick = new Option<bool>("--quick") { Description = "Reduced run (a few minutes): 10k vectors, fewer repetitions, no 1M run." };
@@ -102,7 +106,7 @@ internal static class PeersBench
 
                 if (s.Sections.Contains("vectors"))
                 {
-                    await VectorsAsync(s, set, cache, table, notes, faissHnsw: true, withSse: true, ct).ConfigureAwait(false);
+                    await VectorsAsync(s, set, cache, table, notes, faissHnsw: true, withSse: true, efConstruction: 200, ct).ConfigureAwait(false);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[vector search done at {started.Elapsed.TotalMinutes:F1} min]"));
                 }
 
@@ -132,8 +136,8 @@ internal static class PeersBench
                     var big = new VectorSet($"{s.Million / 1000}k ({s.Vectors / 1000}k real + perturbed copies)",
                         VectorBench.Perturbed(views.Data, views.Count, s.Million, views.Dimensions, cosine, seed: 42), s.Million, queries.Data, queries.Count, views.Dimensions);
                     notes.Add(string.Create(CultureInfo.InvariantCulture,
-                        $"The {s.Million / 1000}k set: the {s.Vectors / 1000}k real vectors, then copies of them (copy j of real row j mod {s.Vectors}) with isotropic Gaussian noise in the whitened 512-d space, scaled so a copy's cosine to its source is {cosine:F3} (the median cosine of a real query view to its nearest real base view), re-normalised. Queries: the same real held-out views. Not real embeddings: each real row gains ~{(s.Million - s.Vectors) / s.Vectors} near-duplicates."));
-                    await VectorsAsync(s, big, cache, table, notes, faissHnsw: s.FaissMillion, withSse: false, ct).ConfigureAwait(false);
+                        $"The {s.Million / 1000}k set: the {s.Vectors / 1000}k real vectors, then copies of them (copy j of real row j mod {s.Vectors}) with isotropic Gaussian noise in the whitened 512-d space, scaled so a copy's cosine to its source is {cosine:F3} (the median cosine of a real query view to its nearest real base view), re-normalised. Queries: the same real held-out views. Not real embeddings: each real row gains ~{(s.Million - s.Vectors) / s.Vectors} near-duplicates. Built with efConstruction {MillionEfConstruction} by every library (time)."));
+                    await VectorsAsync(s, big, cache, table, notes, faissHnsw: s.FaissMillion, withSse: false, efConstruction: MillionEfConstruction, ct).ConfigureAwait(false);
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[large run done at {started.Elapsed.TotalMinutes:F1} min]"));
                 }
             }
@@ -165,7 +169,7 @@ internal static class PeersBench
             : null;
         return string.Create(CultureInfo.InvariantCulture,
             $"bench peers{(s.Quick ? " --quick" : "")}: {Environment.ProcessorCount} cores ({cpu ?? RuntimeInformation.ProcessArchitecture.ToString()}), {s.Threads} threads for every contender, {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}\n" +
-            $"model {model.Key} ({model.Dimensions}-d, {model.InputWidth}x{model.InputHeight}) on {embedder.Device}; gallery {photos} photos; HNSW M=16, efConstruction=200; ImageSearch distance kernel: {HnswIndex.DistanceKernel}");
+            $"model {model.Key} ({model.Dimensions}-d, {model.InputWidth}x{model.InputHeight}) on {embedder.Device}; gallery {photos} photos; HNSW M=16; ImageSearch distance kernel: {HnswIndex.DistanceKernel}");
     }
 
     // ---------------------------------------------------------------- embedding pipeline
@@ -293,17 +297,18 @@ internal static class PeersBench
 
     // ---------------------------------------------------------------- vector search
 
-    private static async Task VectorsAsync(Settings s, VectorSet set, string cache, Table table, List<string> notes, bool faissHnsw, bool withSse, CancellationToken ct)
+    private static async Task VectorsAsync(Settings s, VectorSet set, string cache, Table table, List<string> notes, bool faissHnsw, bool withSse, int efConstruction,
+        CancellationToken ct)
     {
-        var area = $"Vectors {set.Label}";
-        var ours = VectorBench.MeasureImageSearch(set, 16, 200, s.Efs, s.Threads, s.MinSeconds);
+        var area = $"Vectors {set.Label}, efConstruction {efConstruction}";
+        var ours = VectorBench.MeasureImageSearch(set, 16, efConstruction, s.Efs, s.Threads, s.MinSeconds);
         Console.WriteLine(Curve(ours));
 
         // The same graph with the SSE kernel the shim was limited to before run-time dispatch.
         AnnResult? sse = null;
         if (withSse && HnswIndex.DistanceKernel != "sse" && HnswIndex.SupportedDistanceKernels.Contains("sse"))
         {
-            sse = VectorBench.MeasureImageSearch(set, 16, 200, s.Efs, s.Threads, s.MinSeconds, "sse");
+            sse = VectorBench.MeasureImageSearch(set, 16, efConstruction, s.Efs, s.Threads, s.MinSeconds, "sse");
             Console.WriteLine(Curve(sse));
         }
 
@@ -313,7 +318,7 @@ internal static class PeersBench
             var peers = new List<AnnResult>();
             foreach (var lib in faissHnsw ? new[] { "faiss-hnsw", "hnswlib", "faiss-flat" } : ["hnswlib", "faiss-flat"])
             {
-                var result = await VectorBench.RunPeerAsync(lib, set, files, 16, 200, s.Efs, s.Threads, s.MinSeconds, s.Quick ? 3 : 10, ct).ConfigureAwait(false);
+                var result = await VectorBench.RunPeerAsync(lib, set, files, 16, efConstruction, s.Efs, s.Threads, s.MinSeconds, s.Quick ? 3 : 10, ct).ConfigureAwait(false);
                 Console.WriteLine(result.Error ?? Curve(result));
                 peers.Add(result);
             }
