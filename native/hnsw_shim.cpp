@@ -24,8 +24,24 @@
 //   - loadIndex only checks the file size; hnsw_load also checks that the record layout matches the
 //     requested dimension and that every stored link points inside the graph, so a damaged file is
 //     reported instead of crashing a later search.
+//
+// Distance kernels are picked at run time, not compile time. hnswlib's space_ip.h selects its
+// kernels with the compiler's -m flags; the shim is built for x86-64-v2 (SSE4.2) so that it runs on
+// any x86-64 machine, which left only SSE even on AVX-512 hardware. The graph calls its distance
+// through a function pointer taken from the space, so the shim gives it its own space whose
+// pointer is chosen at load by CPUID: AVX-512F or AVX2+FMA kernels compiled with per-function
+// target attributes (never executed unless the CPU and OS support them), else hnswlib's SSE kernel,
+// else a scalar loop. IMAGESEARCH_HNSW_KERNEL=scalar|sse|avx2|avx512 caps the choice (diagnostics);
+// hnsw_create can also ask for a lower kernel (benchmarks, tests). Every kernel computes
+// 1 - dot(a, b); they differ only in summation order (FMA, lane count).
+//
+// Vector formats: float32 (4 bytes per dimension) or int8 (one byte per dimension plus a float
+// scale per vector, symmetric: code = round(x * 127 / max|x|)), about a quarter of the memory. The
+// shim encodes on add and search, so callers always pass floats; int8 distances are exact integer
+// dot products times the two scales, so every int8 kernel gives bit-identical results. The graph
+// then ranks by approximate distances: callers that keep the float vectors rescore the beam.
 
-#include <hnswlib/hnswlib.h>
+#include <hnswlib/hnswlib.h>  // includes <x86intrin.h> on x86-64: the kernels' intrinsics
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -34,6 +50,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -94,13 +111,306 @@ int32_t guard(F&& body) noexcept {
 
 using Graph = hnswlib::HierarchicalNSW<float>;
 
+
+// ---------------------------------------------------------------------------------------------
+// Distance kernels: 1 - dot(a, b) over *(size_t*)param floats.
+
+enum hnsw_kernel : int32_t { KERNEL_SCALAR = 0, KERNEL_SSE = 1, KERNEL_AVX2 = 2, KERNEL_AVX512 = 3 };
+
+// The reference every SIMD kernel is tested against.
+float ip_distance_scalar(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    float dot = 0;
+    for (size_t i = 0; i < n; i++) dot += x[i] * y[i];
+    return 1.0f - dot;
+}
+
+#if defined(__x86_64__)
+// Four independent 8-lane accumulators: the adds of one iteration do not wait for each other.
+__attribute__((target("avx2,fma"))) float ip_distance_avx2(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    float dot = _mm_cvtss_f32(r);
+    for (; i < n; i++) dot += x[i] * y[i];
+    return 1.0f - dot;
+}
+
+// Four 16-lane accumulators (64 floats per iteration: a 512-d vector is 8 iterations) and a
+// masked load for the tail, so any dimension works without a scalar loop. GCC 12's AVX-512
+// headers build their "undefined" registers by self-initialisation (`__m512 __Y = __Y;`), which
+// -Wuninitialized reports inside _mm512_reduce_add_ps; silenced for this function only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) float ip_distance_avx512(const void* a, const void* b, const void* param) {
+    const float* x = static_cast<const float*>(a);
+    const float* y = static_cast<const float*>(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+    if (i < n) {
+        const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, x + i), _mm512_maskz_loadu_ps(mask, y + i), s1);
+    }
+    return 1.0f - _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The best kernel this CPU and OS can run (__builtin_cpu_supports checks CPUID and, for AVX and
+// AVX-512, that the OS saves the wider registers).
+int32_t best_kernel() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return KERNEL_AVX2;
+#endif
+#if defined(USE_SSE)
+    return KERNEL_SSE;
+#else
+    return KERNEL_SCALAR;
+#endif
+}
+
+int32_t kernel_from_name(const char* name, int32_t fallback) {
+    if (name == nullptr) return fallback;
+    if (std::strcmp(name, "scalar") == 0) return KERNEL_SCALAR;
+    if (std::strcmp(name, "sse") == 0) return KERNEL_SSE;
+    if (std::strcmp(name, "avx2") == 0) return KERNEL_AVX2;
+    if (std::strcmp(name, "avx512") == 0) return KERNEL_AVX512;
+    return fallback;
+}
+
+// Kernel for indexes created or loaded without asking for one: the best, capped by the environment.
+const int32_t default_kernel = std::min(best_kernel(), kernel_from_name(std::getenv("IMAGESEARCH_HNSW_KERNEL"), KERNEL_AVX512));
+
+// Inner-product space whose distance function is the chosen kernel. The SSE level borrows
+// hnswlib's own kernels (what the shim used before run-time dispatch), which pick a variant by
+// dimension (multiples of 16, of 4, residuals).
+class DispatchedInnerProductSpace : public hnswlib::SpaceInterface<float> {
+public:
+    DispatchedInnerProductSpace(size_t dim, int32_t kernel) : dim_(dim), sse_(dim), kernel_(kernel) {
+        switch (kernel) {
+#if defined(__x86_64__)
+            case KERNEL_AVX512: fn_ = ip_distance_avx512; break;
+            case KERNEL_AVX2: fn_ = ip_distance_avx2; break;
+#endif
+            case KERNEL_SSE: fn_ = sse_.get_dist_func(); break;
+            default: fn_ = ip_distance_scalar; kernel_ = KERNEL_SCALAR; break;
+        }
+    }
+    size_t get_data_size() override { return dim_ * sizeof(float); }
+    hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
+    void* get_dist_func_param() override { return &dim_; }
+    int32_t kernel() const { return kernel_; }
+
+private:
+    size_t dim_;
+    hnswlib::InnerProductSpace sse_;
+    hnswlib::DISTFUNC<float> fn_;
+    int32_t kernel_;
+};
+
+
+// ---------------------------------------------------------------------------------------------
+// int8 records: [float scale][int8 code x dim].
+
+enum vector_format : int32_t { FORMAT_FLOAT32 = 0, FORMAT_INT8 = 1 };
+
+size_t int8_record_size(size_t dim) { return sizeof(float) + dim; }
+
+void encode_int8(const float* v, size_t dim, char* out) {
+    float max_abs = 0;
+    for (size_t i = 0; i < dim; i++) max_abs = std::max(max_abs, std::fabs(v[i]));
+    const float scale = max_abs / 127.0f;
+    const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+    std::memcpy(out, &scale, sizeof scale);
+    int8_t* codes = reinterpret_cast<int8_t*>(out + sizeof scale);
+    for (size_t i = 0; i < dim; i++) codes[i] = static_cast<int8_t>(std::clamp(std::lrint(v[i] * inverse), -127L, 127L));
+}
+
+void decode_int8(const char* record, size_t dim, float* out) {
+    float scale;
+    std::memcpy(&scale, record, sizeof scale);
+    const int8_t* codes = reinterpret_cast<const int8_t*>(record + sizeof scale);
+    for (size_t i = 0; i < dim; i++) out[i] = codes[i] * scale;
+}
+
+// 1 - scale_a * scale_b * (integer dot of the codes), from the integer dot. The empty asm makes the
+// product a value of its own, so that inside an AVX2/AVX-512 target function GCC cannot contract
+// the subtraction into an FMA: every kernel then rounds exactly as the scalar one. (An earlier
+// out-of-line version cost more than the dot product itself: the AVX-512 kernel tail-called it
+// without vzeroupper, and its legacy-SSE instructions paid for the dirty upper registers; perf
+// showed 23% of the search time in those five instructions.)
+inline float int8_distance(const void* a, const void* b, int32_t dot) {
+    float sa, sb;
+    std::memcpy(&sa, a, sizeof sa);
+    std::memcpy(&sb, b, sizeof sb);
+    float product = sa * sb * static_cast<float>(dot);
+#if defined(__x86_64__)
+    __asm__("" : "+x"(product));
+#endif
+    return 1.0f - product;
+}
+
+inline const int8_t* int8_codes(const void* record) { return reinterpret_cast<const int8_t*>(static_cast<const char*>(record) + sizeof(float)); }
+
+float i8_distance_scalar(const void* a, const void* b, const void* param) {
+    const int8_t* x = int8_codes(a);
+    const int8_t* y = int8_codes(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    int32_t dot = 0;
+    for (size_t i = 0; i < n; i++) dot += x[i] * y[i];
+    return int8_distance(a, b, dot);
+}
+
+#if defined(__x86_64__)
+// SSE4.1 (part of the x86-64-v2 baseline): sign-extend 8 codes to 16 bits, multiply-add pairs.
+__attribute__((target("sse4.1"))) float i8_distance_sse(const void* a, const void* b, const void* param) {
+    const int8_t* x = int8_codes(a);
+    const int8_t* y = int8_codes(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m128i acc = _mm_setzero_si128();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i));
+        const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_cvtepi8_epi16(va), _mm_cvtepi8_epi16(vb)));
+        acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_cvtepi8_epi16(_mm_srli_si128(va, 8)), _mm_cvtepi8_epi16(_mm_srli_si128(vb, 8))));
+    }
+    acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, _MM_SHUFFLE(1, 0, 3, 2)));
+    acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, _MM_SHUFFLE(2, 3, 0, 1)));
+    int32_t dot = _mm_cvtsi128_si32(acc);
+    for (; i < n; i++) dot += x[i] * y[i];
+    return int8_distance(a, b, dot);
+}
+
+__attribute__((target("avx2"))) float i8_distance_avx2(const void* a, const void* b, const void* param) {
+    const int8_t* x = int8_codes(a);
+    const int8_t* y = int8_codes(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m256i acc = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i va = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+        const __m256i vb = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(va, vb));
+    }
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(1, 0, 3, 2)));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
+    int32_t dot = _mm_cvtsi128_si32(r);
+    for (; i < n; i++) dot += x[i] * y[i];
+    return int8_distance(a, b, dot);
+}
+
+// 32 codes per step, widened to 16 bits in one 512-bit register (AVX-512BW).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bw"))) float i8_distance_avx512(const void* a, const void* b, const void* param) {
+    const int8_t* x = int8_codes(a);
+    const int8_t* y = int8_codes(b);
+    const size_t n = *static_cast<const size_t*>(param);
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512i va = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+        const __m512i vb = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i)));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(va, vb));
+    }
+    int32_t dot = _mm512_reduce_add_epi32(acc);
+    for (; i < n; i++) dot += x[i] * y[i];
+    return int8_distance(a, b, dot);
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The int8 kernels need a little more than the float ones at the top level (AVX-512BW).
+int32_t best_int8_kernel() {
+    int32_t best = best_kernel();
+#if defined(__x86_64__)
+    if (best == KERNEL_AVX512 && !__builtin_cpu_supports("avx512bw")) best = KERNEL_AVX2;
+#endif
+    return best;
+}
+
+class Int8InnerProductSpace : public hnswlib::SpaceInterface<float> {
+public:
+    Int8InnerProductSpace(size_t dim, int32_t kernel) : dim_(dim), kernel_(std::min(kernel, best_int8_kernel())) {
+        switch (kernel_) {
+#if defined(__x86_64__)
+            case KERNEL_AVX512: fn_ = i8_distance_avx512; break;
+            case KERNEL_AVX2: fn_ = i8_distance_avx2; break;
+            case KERNEL_SSE: fn_ = i8_distance_sse; break;
+#endif
+            default: fn_ = i8_distance_scalar; kernel_ = KERNEL_SCALAR; break;
+        }
+    }
+    size_t get_data_size() override { return int8_record_size(dim_); }
+    hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
+    void* get_dist_func_param() override { return &dim_; }
+    int32_t kernel() const { return kernel_; }
+
+private:
+    size_t dim_;
+    hnswlib::DISTFUNC<float> fn_;
+    int32_t kernel_;
+};
+
+std::unique_ptr<hnswlib::SpaceInterface<float>> make_space(size_t dim, int32_t kernel, int32_t format, int32_t* kernel_used) {
+    if (format == FORMAT_INT8) {
+        auto space = std::make_unique<Int8InnerProductSpace>(dim, kernel);
+        *kernel_used = space->kernel();
+        return space;
+    }
+    auto space = std::make_unique<DispatchedInnerProductSpace>(dim, kernel);
+    *kernel_used = space->kernel();
+    return space;
+}
+
 }  // namespace
 
 // Owns the space too: HierarchicalNSW keeps a pointer into it (the dimension used by the distance).
 struct hnsw_index {
-    std::unique_ptr<hnswlib::InnerProductSpace> space;
+    std::unique_ptr<hnswlib::SpaceInterface<float>> space;
     std::unique_ptr<Graph> graph;
     size_t dim = 0;
+    int32_t kernel = KERNEL_SCALAR;
+    int32_t format = FORMAT_FLOAT32;
+
+    // What the graph stores for `v` (float32: v itself; int8: its record, in `buffer`).
+    const void* record(const float* v, std::vector<char>& buffer) const {
+        if (format == FORMAT_FLOAT32) return v;
+        buffer.resize(int8_record_size(dim));
+        encode_int8(v, dim, buffer.data());
+        return buffer.data();
+    }
+
+    size_t record_size() const { return format == FORMAT_INT8 ? int8_record_size(dim) : dim * sizeof(float); }
 };
 
 namespace {
@@ -158,11 +468,11 @@ uint64_t read_element_count(const char* path) {
 
 // A loaded file passed loadIndex's size check; make sure it is also structurally sound for this
 // dimension before any search walks it (O(links), a few ms per 100k points).
-void validate_loaded(const Graph& g, size_t dim) {
+void validate_loaded(const Graph& g, size_t record_size) {
     const size_t n = g.cur_element_count;
-    if (g.label_offset_ < g.offsetData_ || g.label_offset_ - g.offsetData_ != dim * sizeof(float))
-        throw shim_error(HNSW_CORRUPT, "snapshot was built for another dimension");
-    if (g.size_data_per_element_ != g.size_links_level0_ + dim * sizeof(float) + sizeof(hnswlib::labeltype) ||
+    if (g.label_offset_ < g.offsetData_ || g.label_offset_ - g.offsetData_ != record_size)
+        throw shim_error(HNSW_CORRUPT, "snapshot was built for another dimension or vector format");
+    if (g.size_data_per_element_ != g.size_links_level0_ + record_size + sizeof(hnswlib::labeltype) ||
         g.offsetData_ != g.size_links_level0_ || g.offsetLevel0_ != 0)
         throw shim_error(HNSW_CORRUPT, "snapshot has an unexpected record layout");
     if (g.M_ == 0 || g.maxM0_ != 2 * g.M_ || g.maxM_ != g.M_)
@@ -194,8 +504,11 @@ extern "C" {
 // next shim call on the same thread.
 __attribute__((visibility("default"))) const char* hnsw_last_error(void) { return last_error.c_str(); }
 
+// kernel: -1 for the default (hnsw_simd_level), else a level up to hnsw_best_kernel (int8 caps it
+// at what its kernels need). format: 0 = float32, 1 = int8.
 __attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t max_elements, uint64_t m,
-                                                          uint64_t ef_construction, uint64_t seed, hnsw_index** out) {
+                                                          uint64_t ef_construction, uint64_t seed, int32_t kernel,
+                                                          int32_t format, hnsw_index** out) {
     return guard([&] {
         if (out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "out is null");
         *out = nullptr;
@@ -203,9 +516,12 @@ __attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t
         if (max_elements == 0 || max_elements > UINT32_MAX)
             throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be in 1..2^32-1 (hnswlib uses 32-bit internal ids)");
         if (m < 2 || m > 10000) throw shim_error(HNSW_INVALID_ARGUMENT, "M must be in 2..10000");
+        if (kernel < -1 || kernel > best_kernel()) throw shim_error(HNSW_INVALID_ARGUMENT, "kernel " + std::to_string(kernel) + " is not supported here");
+        if (format != FORMAT_FLOAT32 && format != FORMAT_INT8) throw shim_error(HNSW_INVALID_ARGUMENT, "unknown vector format " + std::to_string(format));
         auto index = std::make_unique<hnsw_index>();
         index->dim = static_cast<size_t>(dim);
-        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->format = format;
+        index->space = make_space(index->dim, kernel < 0 ? default_kernel : kernel, format, &index->kernel);
         index->graph = std::make_unique<Graph>(index->space.get(), max_elements, m, ef_construction, seed);
         *out = index.release();
     });
@@ -214,18 +530,21 @@ __attribute__((visibility("default"))) int32_t hnsw_create(int32_t dim, uint64_t
 // Loads a file written by hnsw_save. max_elements is the capacity wanted after loading (the
 // file's own capacity when smaller than its element count). The level generator is reseeded from
 // `seed` because the file does not store hnswlib's random state.
+// format must be the one the file was saved with (a mismatch is reported as HNSW_CORRUPT).
 __attribute__((visibility("default"))) int32_t hnsw_load(const char* path, int32_t dim, uint64_t max_elements,
-                                                        uint64_t seed, hnsw_index** out) {
+                                                        uint64_t seed, int32_t format, hnsw_index** out) {
     return guard([&] {
         if (out == nullptr || path == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "path and out are required");
         *out = nullptr;
         if (dim <= 0) throw shim_error(HNSW_INVALID_ARGUMENT, "dim must be > 0");
         if (max_elements > UINT32_MAX) throw shim_error(HNSW_INVALID_ARGUMENT, "max_elements must be < 2^32");
+        if (format != FORMAT_FLOAT32 && format != FORMAT_INT8) throw shim_error(HNSW_INVALID_ARGUMENT, "unknown vector format " + std::to_string(format));
         max_elements = std::max<uint64_t>(max_elements, read_element_count(path));
 
         auto index = std::make_unique<hnsw_index>();
         index->dim = static_cast<size_t>(dim);
-        index->space = std::make_unique<hnswlib::InnerProductSpace>(index->dim);
+        index->format = format;
+        index->space = make_space(index->dim, default_kernel, format, &index->kernel);
         index->graph = std::make_unique<Graph>(index->space.get());
         Graph& graph = *index->graph;
         // The bare constructor leaves these uninitialised, and the destructor frees them after a
@@ -243,7 +562,7 @@ __attribute__((visibility("default"))) int32_t hnsw_load(const char* path, int32
             if (graph.element_levels_.size() < graph.cur_element_count) graph.cur_element_count = 0;
             throw shim_error(HNSW_CORRUPT, std::string("snapshot rejected: ") + e.what());
         }
-        validate_loaded(graph, index->dim);
+        validate_loaded(graph, index->record_size());
         graph.metric_distance_computations = 0;
         graph.metric_hops = 0;
         graph.level_generator_.seed(seed);
@@ -281,7 +600,8 @@ __attribute__((visibility("default"))) int32_t hnsw_add(hnsw_index* index, uint6
         if (exists && !replace) throw shim_error(HNSW_ALREADY_EXISTS, "label " + std::to_string(label) + " already exists");
         if (!exists && g.cur_element_count >= g.max_elements_)
             throw shim_error(HNSW_CAPACITY, "index is full (" + std::to_string(g.max_elements_) + " elements)");
-        g.addPoint(vec, static_cast<hnswlib::labeltype>(label));
+        std::vector<char> buffer;
+        g.addPoint(index->record(vec, buffer), static_cast<hnswlib::labeltype>(label));
     });
 }
 
@@ -312,8 +632,9 @@ __attribute__((visibility("default"))) int32_t hnsw_add_batch(hnsw_index* index,
         std::mutex error_lock;
         auto work = [&]() noexcept {
             try {
+                std::vector<char> buffer;
                 for (uint64_t i = next++; i < count && !failed; i = next++)
-                    g.addPoint(vectors + i * index->dim, static_cast<hnswlib::labeltype>(labels[i]));
+                    g.addPoint(index->record(vectors + i * index->dim, buffer), static_cast<hnswlib::labeltype>(labels[i]));
             } catch (...) {
                 std::lock_guard<std::mutex> lock(error_lock);
                 if (!error) error = std::current_exception();
@@ -336,13 +657,28 @@ __attribute__((visibility("default"))) int32_t hnsw_add_batch(hnsw_index* index,
     });
 }
 
-// Copies the vector stored for `label` (deleted or not) into `out` (dim floats).
+// Copies the vector stored for `label` (deleted or not) into `out` (dim floats; int8: decoded, so
+// only an approximation of the vector added).
 __attribute__((visibility("default"))) int32_t hnsw_get_vector(const hnsw_index* index, uint64_t label, float* out) {
     return guard([&] {
         check_index(index);
         if (out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "out is null");
         const Graph& g = *index->graph;
-        std::memcpy(out, g.getDataByInternalId(internal_id(g, label)), index->dim * sizeof(float));
+        const char* data = g.getDataByInternalId(internal_id(g, label));
+        if (index->format == FORMAT_INT8) decode_int8(data, index->dim, out);
+        else std::memcpy(out, data, index->dim * sizeof(float));
+    });
+}
+
+// *out_same = 1 when what the graph holds for `label` is exactly what adding `vec` would store
+// (float32: the same bits; int8: the same codes and scale), else 0. HNSW_NOT_FOUND when absent.
+__attribute__((visibility("default"))) int32_t hnsw_same_vector(const hnsw_index* index, uint64_t label, const float* vec, int32_t* out_same) {
+    return guard([&] {
+        check_index(index);
+        if (vec == nullptr || out_same == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "vector and out are required");
+        const Graph& g = *index->graph;
+        std::vector<char> buffer;
+        *out_same = std::memcmp(g.getDataByInternalId(internal_id(g, label)), index->record(vec, buffer), index->record_size()) == 0;
     });
 }
 
@@ -389,9 +725,11 @@ __attribute__((visibility("default"))) int32_t hnsw_search(const hnsw_index* ind
         if (k == 0) return;
         const Graph& g = *index->graph;
         if (g.cur_element_count == 0) return;
+        std::vector<char> buffer;
+        const void* q = index->record(query, buffer);
 
         hnswlib::tableint current = g.enterpoint_node_;
-        float current_dist = g.fstdistfunc_(query, g.getDataByInternalId(current), g.dist_func_param_);
+        float current_dist = g.fstdistfunc_(q, g.getDataByInternalId(current), g.dist_func_param_);
         for (int level = g.maxlevel_; level > 0; level--) {
             bool changed = true;
             while (changed) {
@@ -400,7 +738,7 @@ __attribute__((visibility("default"))) int32_t hnsw_search(const hnsw_index* ind
                 const size_t size = g.getListCount(list);
                 const hnswlib::tableint* links = reinterpret_cast<const hnswlib::tableint*>(list + 1);
                 for (size_t i = 0; i < size; i++) {
-                    const float d = g.fstdistfunc_(query, g.getDataByInternalId(links[i]), g.dist_func_param_);
+                    const float d = g.fstdistfunc_(q, g.getDataByInternalId(links[i]), g.dist_func_param_);
                     if (d < current_dist) {
                         current_dist = d;
                         current = links[i];
@@ -411,8 +749,8 @@ __attribute__((visibility("default"))) int32_t hnsw_search(const hnsw_index* ind
         }
 
         const size_t beam = static_cast<size_t>(std::max(ef, k));
-        auto top = g.num_deleted_ != 0 ? g.searchBaseLayerST<true>(current, query, beam)
-                                       : g.searchBaseLayerST<false>(current, query, beam);
+        auto top = g.num_deleted_ != 0 ? g.searchBaseLayerST<true>(current, q, beam)
+                                       : g.searchBaseLayerST<false>(current, q, beam);
         while (top.size() > k) top.pop();
         // The queue pops farthest first; fill the outputs from the back.
         size_t n = top.size();
@@ -463,21 +801,33 @@ __attribute__((visibility("default"))) int32_t hnsw_fsync_path(const char* path)
     });
 }
 
-// Which distance kernel the header selected for this build and CPU, for diagnostics:
-// 0 = scalar, 1 = SSE, 2 = AVX, 3 = AVX-512 (see space_ip.h: chosen at compile time by -m flags,
-// then at run time by CPUID among the compiled ones).
-__attribute__((visibility("default"))) int32_t hnsw_simd_level(void) {
-#if defined(USE_AVX512)
-    if (AVX512Capable()) return 3;
-#endif
-#if defined(USE_AVX)
-    if (AVXCapable()) return 2;
-#endif
-#if defined(USE_SSE)
-    return 1;
-#else
-    return 0;
-#endif
+// The distance kernel indexes get unless hnsw_create asks for another: 0 = scalar, 1 = SSE,
+// 2 = AVX2+FMA, 3 = AVX-512F.
+__attribute__((visibility("default"))) int32_t hnsw_simd_level(void) { return default_kernel; }
+
+// The best kernel this machine supports (the default unless IMAGESEARCH_HNSW_KERNEL caps it).
+__attribute__((visibility("default"))) int32_t hnsw_best_kernel(void) { return best_kernel(); }
+
+// The kernel one index uses.
+__attribute__((visibility("default"))) int32_t hnsw_index_kernel(const hnsw_index* index) {
+    return index != nullptr && index->space ? index->kernel : -1;
+}
+
+// The distance the graph would compute between a and b with the given kernel and format (int8:
+// both encoded first), for tests against the scalar reference. Fails with HNSW_INVALID_ARGUMENT
+// for a kernel this machine cannot run.
+__attribute__((visibility("default"))) int32_t hnsw_distance(int32_t kernel, int32_t format, const float* a, const float* b, uint64_t dim, float* out) {
+    return guard([&] {
+        if (a == nullptr || b == nullptr || out == nullptr) throw shim_error(HNSW_INVALID_ARGUMENT, "a, b and out are required");
+        if (kernel < KERNEL_SCALAR || kernel > best_kernel()) throw shim_error(HNSW_INVALID_ARGUMENT, "kernel " + std::to_string(kernel) + " is not supported here");
+        if (format != FORMAT_FLOAT32 && format != FORMAT_INT8) throw shim_error(HNSW_INVALID_ARGUMENT, "unknown vector format " + std::to_string(format));
+        hnsw_index index;
+        index.dim = static_cast<size_t>(dim);
+        index.format = format;
+        index.space = make_space(index.dim, kernel, format, &index.kernel);
+        std::vector<char> ra, rb;
+        *out = index.space->get_dist_func()(index.record(a, ra), index.record(b, rb), index.space->get_dist_func_param());
+    });
 }
 
 }  // extern "C"

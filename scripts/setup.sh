@@ -3,18 +3,20 @@
 # Debian packages, pinned npm packages, the native HNSW shim, the exported ONNX models and their
 # calibration, and the .NET build. With --test also the test photos, RabbitMQ and the browser test's
 # Debian chromium and pinned playwright-core; with --gpu also the CUDA-enabled ONNX Runtime (into
-# .cache/onnxruntime-gpu); with --model NAME also a model that is not exported by default (the
-# pooling variants of the ablation), exported and calibrated. When nothing is missing it costs
-# about a second.
-# Usage: scripts/setup.sh [--test] [--gpu] [--quiet] [--model NAME]...
+# .cache/onnxruntime-gpu); with --peers also the Debian packages of the peers `./imagesearch bench
+# peers` compares with (OpenCV, FAISS, hnswlib for Python); with --model NAME also a model that is
+# not exported by default (the pooling variants of the ablation), exported and calibrated. When
+# nothing is missing it costs about a second.
+# Usage: scripts/setup.sh [--test] [--gpu] [--peers] [--quiet] [--model NAME]...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-want_test=0; want_gpu=0; quiet=0; requested=()
+want_test=0; want_gpu=0; want_peers=0; quiet=0; requested=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --test) want_test=1 ;;
     --gpu) want_gpu=1 ;;
+    --peers) want_peers=1 ;;
     --quiet) quiet=1 ;;
     --model) requested+=("${2:?--model needs a name}"); shift ;;
     *) echo "setup: unknown option $1" >&2; exit 2 ;;
@@ -32,6 +34,9 @@ apt_packages=(libvips42 libturbojpeg0 libhnswlib-dev libvlfeat-dev g++ python3-o
 command -v node >/dev/null || apt_packages+=(nodejs npm)
 # The browser test drives Debian's chromium (never a downloaded browser); fonts for its screenshots.
 [[ $want_test == 0 ]] || apt_packages+=(chromium fonts-dejavu-core)
+# The benchmark peers (bench/peers/*.py, run by Debian's /usr/bin/python3): only on request, so the
+# product and its tests never wait for them.
+[[ $want_peers == 0 ]] || apt_packages+=(python3-opencv python3-faiss python3-hnswlib)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,6 +23,7 @@ internal static class BenchCommand
         var seconds = new Option<double>("--seconds") { Description = "Time spent on each model configuration and on decoding.", DefaultValueFactory = _ => 2 };
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
         command.Subcommands.Add(CreateCluster(bench));
+        command.Subcommands.Add(Peers.PeersBench.Create(bench));
         command.Options.Add(bench);
         command.Options.Add(queries);
         command.Options.Add(seconds);
@@ -158,7 +159,7 @@ internal static class BenchCommand
     /// it (one run per core at once, one thread each) or one run at a time over every core, at run
     /// sizes 1 to 32. The best of all is the "raw model" figure the end-to-end rate is compared with.
     /// </summary>
-    private static (string Best, double Rate) MeasureModel(IEmbedder embedder, EmbeddingOptions options, double seconds, CancellationToken ct)
+    internal static (string Best, double Rate) MeasureModel(IEmbedder embedder, EmbeddingOptions options, double seconds, CancellationToken ct)
     {
         var m = embedder.Model;
         var rng = new Random(7);

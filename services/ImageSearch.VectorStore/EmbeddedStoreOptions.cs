@@ -14,6 +14,15 @@ public sealed class EmbeddedStoreOptions
     /// <summary>HNSW beam width while inserting: higher builds a better graph, slower.</summary>
     public int EfConstruction { get; set; } = 200;
 
+    /// <summary>
+    /// How the HNSW graph stores vectors. <see cref="HnswVectorFormat.Float32"/> (default) or
+    /// <see cref="HnswVectorFormat.Int8"/>: one byte per dimension instead of four in the graph,
+    /// whose search then ranks by approximate distances; the store rescores the whole beam with
+    /// the float vectors it keeps for exact search anyway, so scores stay exact cosines. Changing
+    /// it rebuilds the graph on the next open.
+    /// </summary>
+    public HnswVectorFormat GraphVectors { get; set; } = HnswVectorFormat.Float32;
+
     /// <summary>Default HNSW beam width while searching (<see cref="Core.VectorQuery.Ef"/> 0 means this).</summary>
     public int EfSearch { get; set; } = 64;
 
@@ -45,6 +54,11 @@ public sealed class EmbeddedStoreOptions
         Check(errors, EfSearch, 1, 10_000, nameof(EfSearch));
         Check(errors, SnapshotEvery, 1, int.MaxValue, nameof(SnapshotEvery));
         Check(errors, ExactThreshold, 0, int.MaxValue, nameof(ExactThreshold));
+        if (!Enum.IsDefined(GraphVectors))
+        {
+            errors.Add($"{nameof(GraphVectors)} must be {string.Join(" or ", Enum.GetNames<HnswVectorFormat>())} (was {GraphVectors}).");
+        }
+
         return errors;
     }
 

@@ -33,7 +33,9 @@ namespace ImageSearch.VectorStore;
 /// <para>
 /// Memory: all vectors are held twice (in the graph and in an arena used for exact search and
 /// <see cref="GetAsync"/>), with links and payloads: roughly 2 * Dimensions * 4 + 600 bytes per
-/// point (1M x 512-d: ~4.7 GB). Opening reads every point from the database.
+/// point (1M x 512-d: ~4.7 GB). With <see cref="EmbeddedStoreOptions.GraphVectors"/> = Int8 the
+/// graph's copy takes Dimensions + 4 bytes instead, and searches rescore the graph's beam with the
+/// arena's floats. Opening reads every point from the database.
 /// </para>
 /// <para>
 /// Vectors are L2-normalised on write and on query (as a cosine-distance server such as Qdrant
@@ -62,6 +64,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private readonly int _efSearch;
     private readonly int _snapshotEvery;
     private readonly int _exactThreshold;
+    private readonly HnswVectorFormat _graphVectors;
     private readonly ILogger _logger;
     private readonly FileStream _lockFile;
     private readonly PointDatabase _database;
@@ -109,6 +112,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
         _efSearch = options.EfSearch;
         _snapshotEvery = options.SnapshotEvery;
         _exactThreshold = options.ExactThreshold;
+        _graphVectors = options.GraphVectors;
         _logger = logger ?? NullLogger<EmbeddedVectorStore>.Instance;
         Dimensions = model.Dimensions;
         ModelKey = model.Key;
@@ -320,6 +324,10 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             {
                 found = _vectors.Search(normalized, k, labels, scores);
             }
+            else if (_graphVectors == HnswVectorFormat.Int8)
+            {
+                found = SearchAndRescore(normalized, k, options.Ef > 0 ? options.Ef : _efSearch, labels, scores);
+            }
             else
             {
                 found = _graph.Search(normalized, k, options.Ef > 0 ? options.Ef : _efSearch, labels, scores);
@@ -342,6 +350,33 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
         {
             _lock.ExitReadLock();
         }
+    }
+
+    /// <summary>
+    /// An int8 graph ranks by approximate distances: take its whole beam (max(ef, k) candidates) and
+    /// rank them by the exact dot product with the float vectors held for exact search. Callers hold
+    /// the read lock.
+    /// </summary>
+    private int SearchAndRescore(float[] query, int k, int ef, long[] labels, float[] scores)
+    {
+        var beam = Math.Max(ef, k);
+        var candidates = new long[beam];
+        var distances = new float[beam];
+        var found = _graph.Search(query, beam, beam, candidates, distances);
+        for (var i = 0; i < found; i++)
+        {
+            distances[i] = TensorPrimitives.Dot(query, _vectors.Get(candidates[i]));
+        }
+
+        // Highest dot first; ties keep the graph's order.
+        var order = Enumerable.Range(0, found).OrderByDescending(i => distances[i]).ThenBy(i => i).Take(k).ToArray();
+        for (var i = 0; i < order.Length; i++)
+        {
+            labels[i] = candidates[order[i]];
+            scores[i] = distances[order[i]];
+        }
+
+        return order.Length;
     }
 
     /// <inheritdoc />
@@ -595,6 +630,11 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             return ($"snapshot has {meta.Dimensions} dimensions, not {Dimensions}", null);
         }
 
+        if (meta.Vectors != _graphVectors)
+        {
+            return ($"snapshot stores {meta.Vectors} vectors, the store is set to {_graphVectors}", null);
+        }
+
         if (meta.Seq > _seq)
         {
             // The database lost commits the snapshot saw (e.g. it was restored from a backup).
@@ -620,10 +660,9 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     {
         var pending = pointSeqs.Count(p => p.Seq > meta.Seq);
         var capacity = CapacityFor(meta.Elements + pending);
-        _graph = HnswIndex.Load(Path.Combine(_directory, meta.File), Dimensions, capacity, GraphSeed + (ulong)meta.Seq);
+        _graph = HnswIndex.Load(Path.Combine(_directory, meta.File), Dimensions, capacity, GraphSeed + (ulong)meta.Seq, _graphVectors);
 
         var upserts = 0;
-        var held = new float[Dimensions];
         foreach (var (label, seq) in pointSeqs)
         {
             if (seq > meta.Seq)
@@ -631,7 +670,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
                 upserts++;
                 var state = _graph.GetState(label);
                 var vector = _vectors.Get(label);
-                if (state == HnswLabelState.Live && _graph.TryGetVector(label, held) && SameBits(held, vector))
+                if (state == HnswLabelState.Live && _graph.Holds(label, vector))
                 {
                     continue; // only the payload changed since the snapshot
                 }
@@ -672,7 +711,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private void Rebuild()
     {
         _graph?.Dispose();
-        _graph = HnswIndex.Create(Dimensions, CapacityFor(_byId.Count), _m, _efConstruction, GraphSeed);
+        _graph = HnswIndex.Create(Dimensions, CapacityFor(_byId.Count), _m, _efConstruction, GraphSeed, format: _graphVectors);
         var labels = _byLabel.Keys.Order().ToArray();
         var threads = labels.Length >= ParallelRebuildThreshold ? Environment.ProcessorCount : 1;
         var batch = new float[Math.Min(labels.Length, RebuildBatch) * Dimensions];
@@ -783,7 +822,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             var length = new FileInfo(temp).Length;
             var hash = HashFile(temp);
             DurableFile.Publish(temp, path);
-            var meta = new SnapshotMeta(SnapshotMeta.CurrentFormat, fileName, _seq, Dimensions, _graph.Count, length, hash);
+            var meta = new SnapshotMeta(SnapshotMeta.CurrentFormat, fileName, _seq, Dimensions, _graph.Count, length, hash, _graphVectors);
             DurableFile.WriteAllBytes(Path.Combine(_directory, SnapshotMeta.FileName), StoreJson.Serialize(meta));
 
             // Committed: the older snapshot and the deletes it no longer needs can go.

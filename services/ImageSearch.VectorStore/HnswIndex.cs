@@ -8,6 +8,20 @@ public enum HnswLabelState
     Deleted = 2,
 }
 
+/// <summary>How an <see cref="HnswIndex"/> stores its vectors.</summary>
+public enum HnswVectorFormat
+{
+    /// <summary>4 bytes per dimension: distances exact to float rounding.</summary>
+    Float32 = 0,
+
+    /// <summary>
+    /// 1 byte per dimension plus a 4-byte scale per vector (symmetric: code = round(x * 127 / max|x|)):
+    /// about a quarter of the vector memory. Distances are approximate (an error of a few 1e-3 on
+    /// unit vectors), so callers that keep the float vectors rescore what the graph returns.
+    /// </summary>
+    Int8 = 1,
+}
+
 /// <summary>
 /// A hnswlib <c>HierarchicalNSW&lt;float&gt;</c> graph over inner-product space, through the native
 /// shim. Vectors must be unit length: the distance is <c>1 - dot</c>, i.e. <c>1 - cosine</c>.
@@ -25,25 +39,65 @@ public sealed unsafe class HnswIndex : IDisposable
 {
     private readonly HnswIndexHandle _handle;
 
-    private HnswIndex(HnswIndexHandle handle, int dimensions)
+    private HnswIndex(HnswIndexHandle handle, int dimensions, HnswVectorFormat format)
     {
         _handle = handle;
         Dimensions = dimensions;
+        Format = format;
     }
 
+    private static readonly string[] KernelNames = ["scalar", "sse", "avx2", "avx512"];
+
     /// <summary>
-    /// Which inner-product kernel hnswlib selected in this build of the shim: "scalar", "sse",
-    /// "avx" or "avx512". The shim is compiled for x86-64-v2, so "sse" is expected on x86-64.
+    /// The inner-product kernel graphs use unless <see cref="Create"/> names another: "scalar",
+    /// "sse", "avx2" (AVX2 + FMA) or "avx512" (AVX-512F). The shim is compiled for any x86-64
+    /// (SSE4.2) and picks the kernel at run time from what the CPU supports, capped by the
+    /// environment variable <c>IMAGESEARCH_HNSW_KERNEL</c> when it is set.
     /// </summary>
-    public static string DistanceKernel => HnswNative.SimdLevel() switch
-    {
-        1 => "sse",
-        2 => "avx",
-        3 => "avx512",
-        _ => "scalar",
-    };
+    public static string DistanceKernel => KernelName(HnswNative.SimdLevel());
+
+    /// <summary>The fastest kernel this machine can run.</summary>
+    public static string BestDistanceKernel => KernelName(HnswNative.BestKernel());
+
+    /// <summary>The kernels this machine can run, slowest first ("scalar" always).</summary>
+    public static IReadOnlyList<string> SupportedDistanceKernels => KernelNames[..(HnswNative.BestKernel() + 1)];
+
+    /// <summary>The kernel this graph computes distances with (fixed when it was created or loaded).</summary>
+    public string Kernel => KernelName(HnswNative.IndexKernel(_handle));
 
     public int Dimensions { get; }
+
+    /// <summary>How the graph stores its vectors (fixed at creation; a snapshot must be loaded with the same).</summary>
+    public HnswVectorFormat Format { get; }
+
+    /// <summary>The graph's distance between a and b by <paramref name="kernel"/> in <paramref name="format"/> (tests compare each kernel with the scalar one).</summary>
+    internal static float Distance(string kernel, ReadOnlySpan<float> a, ReadOnlySpan<float> b, HnswVectorFormat format = HnswVectorFormat.Float32)
+    {
+        if (a.Length != b.Length)
+        {
+            throw new ArgumentException("Vectors must have the same length.", nameof(b));
+        }
+
+        fixed (float* pa = a)
+        fixed (float* pb = b)
+        {
+            HnswNative.Check(HnswNative.Distance(KernelLevel(kernel), format, pa, pb, (ulong)a.Length, out var distance));
+            return distance;
+        }
+    }
+
+    private static int KernelLevel(string kernel)
+    {
+        var level = Array.IndexOf(KernelNames, kernel);
+        if (level < 0 || level > HnswNative.BestKernel())
+        {
+            throw new ArgumentException($"Distance kernel '{kernel}' is not one this machine runs ({string.Join(", ", SupportedDistanceKernels)}).", nameof(kernel));
+        }
+
+        return level;
+    }
+
+    private static string KernelName(int level) => level >= 0 && level < KernelNames.Length ? KernelNames[level] : "unknown";
 
     /// <summary>Elements in the graph, deleted ones included (they occupy capacity).</summary>
     public long Count => (long)HnswNative.Count(_handle);
@@ -60,14 +114,18 @@ public sealed unsafe class HnswIndex : IDisposable
     /// <param name="m">Links per node (level 0 holds 2*M).</param>
     /// <param name="efConstruction">Beam width while inserting.</param>
     /// <param name="seed">Seed of the level generator (same seed and insertion order give the same graph).</param>
-    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100)
+    /// <param name="kernel">Distance kernel (one of <see cref="SupportedDistanceKernels"/>); null for <see cref="DistanceKernel"/>.</param>
+    /// <param name="format">How vectors are stored.</param>
+    public static HnswIndex Create(int dimensions, long capacity, int m = 16, int efConstruction = 200, ulong seed = 100, string? kernel = null,
+        HnswVectorFormat format = HnswVectorFormat.Float32)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(dimensions, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(m, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(efConstruction, 1);
-        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, out var handle);
-        return Wrap(status, handle, dimensions);
+        var level = kernel is null ? -1 : KernelLevel(kernel);
+        var status = HnswNative.Create(dimensions, (ulong)capacity, (ulong)m, (ulong)efConstruction, seed, level, format, out var handle);
+        return Wrap(status, handle, dimensions, format);
     }
 
     /// <summary>
@@ -79,13 +137,14 @@ public sealed unsafe class HnswIndex : IDisposable
     /// <param name="dimensions">Expected vector length.</param>
     /// <param name="capacity">Capacity after loading (at least the file's element count is used).</param>
     /// <param name="seed">Seed for the level generator from here on (the file does not store it).</param>
-    public static HnswIndex Load(string path, int dimensions, long capacity, ulong seed = 100)
+    /// <param name="format">The format the file was saved with (another one is reported as <see cref="HnswStatus.Corrupt"/>).</param>
+    public static HnswIndex Load(string path, int dimensions, long capacity, ulong seed = 100, HnswVectorFormat format = HnswVectorFormat.Float32)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(dimensions, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(capacity);
-        var status = HnswNative.Load(path, dimensions, (ulong)capacity, seed, out var handle);
-        return Wrap(status, handle, dimensions);
+        var status = HnswNative.Load(path, dimensions, (ulong)capacity, seed, format, out var handle);
+        return Wrap(status, handle, dimensions, format);
     }
 
     /// <summary>
@@ -133,7 +192,27 @@ public sealed unsafe class HnswIndex : IDisposable
         }
     }
 
-    /// <summary>Copies the vector held for <paramref name="label"/> (deleted or not); false when absent.</summary>
+    /// <summary>
+    /// Whether the graph holds exactly what adding <paramref name="vector"/> under
+    /// <paramref name="label"/> would store (float32: the same bits; int8: the same codes); false
+    /// when the label is absent.
+    /// </summary>
+    public bool Holds(long label, ReadOnlySpan<float> vector)
+    {
+        CheckDimensions(vector);
+        if (GetState(label) == HnswLabelState.Absent)
+        {
+            return false;
+        }
+
+        fixed (float* v = vector)
+        {
+            HnswNative.Check(HnswNative.SameVector(_handle, (ulong)label, v, out var same));
+            return same != 0;
+        }
+    }
+
+    /// <summary>Copies the vector held for <paramref name="label"/> (deleted or not; int8: decoded, approximate); false when absent.</summary>
     public bool TryGetVector(long label, Span<float> destination)
     {
         if (destination.Length != Dimensions)
@@ -220,7 +299,7 @@ public sealed unsafe class HnswIndex : IDisposable
 
     public void Dispose() => _handle.Dispose();
 
-    private static HnswIndex Wrap(HnswStatus status, HnswIndexHandle handle, int dimensions)
+    private static HnswIndex Wrap(HnswStatus status, HnswIndexHandle handle, int dimensions, HnswVectorFormat format)
     {
         if (status != HnswStatus.Ok)
         {
@@ -229,7 +308,7 @@ public sealed unsafe class HnswIndex : IDisposable
             throw new HnswException(status, message);
         }
 
-        return new HnswIndex(handle, dimensions);
+        return new HnswIndex(handle, dimensions, format);
     }
 
     private void CheckDimensions(ReadOnlySpan<float> vector)

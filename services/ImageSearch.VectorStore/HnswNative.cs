@@ -15,10 +15,10 @@ internal static unsafe partial class HnswNative
     private static partial byte* LastErrorPtr();
 
     [LibraryImport(Library, EntryPoint = "hnsw_create")]
-    internal static partial HnswStatus Create(int dim, ulong maxElements, ulong m, ulong efConstruction, ulong seed, out HnswIndexHandle index);
+    internal static partial HnswStatus Create(int dim, ulong maxElements, ulong m, ulong efConstruction, ulong seed, int kernel, HnswVectorFormat format, out HnswIndexHandle index);
 
     [LibraryImport(Library, EntryPoint = "hnsw_load", StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial HnswStatus Load(string path, int dim, ulong maxElements, ulong seed, out HnswIndexHandle index);
+    internal static partial HnswStatus Load(string path, int dim, ulong maxElements, ulong seed, HnswVectorFormat format, out HnswIndexHandle index);
 
     [LibraryImport(Library, EntryPoint = "hnsw_save", StringMarshalling = StringMarshalling.Utf8)]
     internal static partial HnswStatus Save(HnswIndexHandle index, string path);
@@ -31,6 +31,9 @@ internal static unsafe partial class HnswNative
 
     [LibraryImport(Library, EntryPoint = "hnsw_get_vector")]
     internal static partial HnswStatus GetVector(HnswIndexHandle index, ulong label, float* vector);
+
+    [LibraryImport(Library, EntryPoint = "hnsw_same_vector")]
+    internal static partial HnswStatus SameVector(HnswIndexHandle index, ulong label, float* vector, out int same);
 
     [LibraryImport(Library, EntryPoint = "hnsw_mark_deleted")]
     internal static partial HnswStatus MarkDeleted(HnswIndexHandle index, ulong label);
@@ -64,6 +67,15 @@ internal static unsafe partial class HnswNative
 
     [LibraryImport(Library, EntryPoint = "hnsw_simd_level")]
     internal static partial int SimdLevel();
+
+    [LibraryImport(Library, EntryPoint = "hnsw_best_kernel")]
+    internal static partial int BestKernel();
+
+    [LibraryImport(Library, EntryPoint = "hnsw_index_kernel")]
+    internal static partial int IndexKernel(HnswIndexHandle index);
+
+    [LibraryImport(Library, EntryPoint = "hnsw_distance")]
+    internal static partial HnswStatus Distance(int kernel, HnswVectorFormat format, float* a, float* b, ulong dim, out float distance);
 
     /// <summary>Message of the last failed shim call on this thread.</summary>
     internal static string LastError() => Marshal.PtrToStringUTF8((IntPtr)LastErrorPtr()) ?? "";

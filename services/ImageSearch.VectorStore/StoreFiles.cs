@@ -21,7 +21,8 @@ internal sealed record StoreManifest(
 /// <summary>
 /// Commit record of the latest HNSW snapshot (hnsw.meta.json). The snapshot file is named after the
 /// seq it contains and written before this record, so replacing this record is the single atomic
-/// step that switches snapshots; the hash guards against a damaged or foreign file.
+/// step that switches snapshots; the hash guards against a damaged or foreign file. Vectors is how
+/// the graph stores vectors (absent in files written before int8 graphs existed: float32).
 /// </summary>
 internal sealed record SnapshotMeta(
     [property: JsonPropertyName("format")] int Format,
@@ -30,7 +31,8 @@ internal sealed record SnapshotMeta(
     [property: JsonPropertyName("dimensions")] int Dimensions,
     [property: JsonPropertyName("elements")] long Elements,
     [property: JsonPropertyName("length")] long Length,
-    [property: JsonPropertyName("sha256")] string Sha256)
+    [property: JsonPropertyName("sha256")] string Sha256,
+    [property: JsonPropertyName("vectors")] HnswVectorFormat Vectors = HnswVectorFormat.Float32)
 {
     public const int CurrentFormat = 1;
     public const string FileName = "hnsw.meta.json";

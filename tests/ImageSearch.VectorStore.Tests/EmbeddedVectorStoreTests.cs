@@ -248,6 +248,78 @@ public sealed class EmbeddedVectorStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task An_int8_graph_finds_the_exact_neighbours_with_exact_scores()
+    {
+        const int dim = 64;
+        var points = TestData.Clustered(3050, dim, clusters: 40, spread: 0.6, seed: 11);
+        var records = Enumerable.Range(0, 3000).Select(n => new VectorRecord(TestData.Id(n), points[n], TestData.Payload(n))).ToList();
+        using var store = Open(dimensions: dim, graphVectors: HnswVectorFormat.Int8);
+        await store.UpsertAsync(records);
+
+        var hits = 0;
+        foreach (var query in points[3000..])
+        {
+            var exact = await store.SearchAsync(query, new VectorQuery(Top: 10, Exact: true));
+            var graph = await store.SearchAsync(query, new VectorQuery(Top: 10));
+            hits += graph.Select(h => h.Id).Intersect(exact.Select(h => h.Id)).Count();
+
+            // Rescored: every score is the exact cosine, best first.
+            foreach (var hit in graph)
+            {
+                var n = TestData.Decode(hit.Payload).N;
+                Assert.Equal(TestData.Dot(TestData.Normalized(query), TestData.Normalized(points[n])), hit.Score, 1e-5f);
+            }
+
+            Assert.Equal(graph.OrderByDescending(h => h.Score).Select(h => h.Id), graph.Select(h => h.Id));
+        }
+
+        Assert.True(hits / 500.0 >= 0.95, $"recall@10 {hits / 500.0:F3}");
+    }
+
+    [Fact]
+    public async Task Changing_the_graph_vector_format_rebuilds_the_graph_once()
+    {
+        using (var store = Open())
+        {
+            await store.UpsertAsync(TestData.Records(0, 30, Dim));
+        }
+
+        using (var int8 = Open(graphVectors: HnswVectorFormat.Int8))
+        {
+            Assert.True(int8.OpenInfo.Rebuilt);
+            Assert.Contains("Int8", int8.OpenInfo.RebuildReason, StringComparison.Ordinal);
+            Assert.Equal(TestData.Id(17), (await int8.SearchAsync(TestData.Vector(17, Dim), new VectorQuery(Top: 1)))[0].Id);
+        }
+
+        using (var again = Open(graphVectors: HnswVectorFormat.Int8))
+        {
+            Assert.False(again.OpenInfo.Rebuilt, again.OpenInfo.RebuildReason);
+        }
+
+        using var back = Open();
+        Assert.True(back.OpenInfo.Rebuilt);
+        Assert.Equal(30, back.GraphLiveCount);
+    }
+
+    [Fact]
+    public async Task A_snapshot_meta_without_a_vector_format_is_read_as_float32()
+    {
+        using (var store = Open())
+        {
+            await store.UpsertAsync(TestData.Records(0, 10, Dim));
+        }
+
+        // What stores wrote before int8 graphs existed.
+        var metaPath = Path.Combine(_temp.Path, "hnsw.meta.json");
+        var meta = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(metaPath))!.AsObject();
+        Assert.True(meta.Remove("vectors"));
+        File.WriteAllText(metaPath, meta.ToJsonString());
+
+        using var reopened = Open();
+        Assert.False(reopened.OpenInfo.Rebuilt, reopened.OpenInfo.RebuildReason);
+    }
+
+    [Fact]
     public async Task Queries_are_validated()
     {
         using var store = Open();
@@ -307,8 +379,9 @@ public sealed class EmbeddedVectorStoreTests : IDisposable
         }
     }
 
-    private EmbeddedVectorStore Open(string? directory = null, EmbeddingModelInfo? model = null, int? dimensions = null, int snapshotEvery = 1000) =>
+    private EmbeddedVectorStore Open(string? directory = null, EmbeddingModelInfo? model = null, int? dimensions = null, int snapshotEvery = 1000,
+        HnswVectorFormat graphVectors = HnswVectorFormat.Float32) =>
         new(
-            new EmbeddedStoreOptions { Directory = directory ?? _temp.Path, ExactThreshold = 0, SnapshotEvery = snapshotEvery },
+            new EmbeddedStoreOptions { Directory = directory ?? _temp.Path, ExactThreshold = 0, SnapshotEvery = snapshotEvery, GraphVectors = graphVectors },
             model ?? (dimensions is { } d ? new EmbeddingModelInfo("test", "1", d, 8, 8) : Model));
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using Xunit.Abstractions;
 
 namespace ImageSearch.VectorStore.Tests;
@@ -240,11 +241,173 @@ public sealed class HnswIndexTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void The_shim_is_built_for_baseline_x86_64()
+    public void The_distance_kernel_is_the_best_this_cpu_runs()
     {
-        // build.sh compiles for x86-64-v2, where hnswlib's space_ip.h can only use its SSE kernels.
-        var expected = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? "sse" : "scalar";
-        Assert.Equal(expected, HnswIndex.DistanceKernel);
+        // The shim is compiled for baseline x86-64 and dispatches at run time; .NET sees the same CPUID
+        // and OS support. IMAGESEARCH_HNSW_KERNEL may cap the default, never the best.
+        var expected = RuntimeInformation.ProcessArchitecture != Architecture.X64 ? "scalar"
+            : Avx512F.IsSupported ? "avx512"
+            : Avx2.IsSupported && Fma.IsSupported ? "avx2"
+            : "sse";
+        Assert.Equal(expected, HnswIndex.BestDistanceKernel);
+        Assert.Equal(expected, HnswIndex.SupportedDistanceKernels[^1]);
+        Assert.Equal("scalar", HnswIndex.SupportedDistanceKernels[0]);
+        if (Environment.GetEnvironmentVariable("IMAGESEARCH_HNSW_KERNEL") is null)
+        {
+            Assert.Equal(expected, HnswIndex.DistanceKernel);
+            using var graph = HnswIndex.Create(8, capacity: 4);
+            Assert.Equal(expected, graph.Kernel);
+        }
+    }
+
+    [Fact]
+    public void Every_distance_kernel_matches_the_scalar_reference()
+    {
+        // Dimensions around every kernel's block sizes (4, 8, 16, 32, 64) and the models' (512, 768, 1792).
+        int[] dims = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 512, 768, 1792];
+        var rng = new Random(5);
+        foreach (var dim in dims)
+        {
+            for (var trial = 0; trial < 5; trial++)
+            {
+                var a = TestData.Normalized(Enumerable.Range(0, dim).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray());
+                var b = trial == 0 ? a : TestData.Normalized(Enumerable.Range(0, dim).Select(_ => (float)((rng.NextDouble() * 2) - 1)).ToArray());
+                var exact = 1 - a.Zip(b, (x, y) => (double)x * y).Sum();
+                var scalar = HnswIndex.Distance("scalar", a, b);
+                Assert.Equal(exact, scalar, 1e-5);
+                foreach (var kernel in HnswIndex.SupportedDistanceKernels)
+                {
+                    var d = HnswIndex.Distance(kernel, a, b);
+                    Assert.True(Math.Abs(d - scalar) <= 1e-5, $"{kernel} at {dim} dimensions: {d} vs scalar {scalar}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Every_int8_kernel_gives_the_scalar_int8_distance_and_stays_close_to_float()
+    {
+        int[] dims = [1, 3, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 512, 768, 1792];
+        var rng = new Random(9);
+        foreach (var dim in dims)
+        {
+            for (var trial = 0; trial < 5; trial++)
+            {
+                var a = TestData.RandomUnit(rng, dim);
+                var b = trial == 0 ? a : TestData.RandomUnit(rng, dim);
+                var scalar = HnswIndex.Distance("scalar", a, b, HnswVectorFormat.Int8);
+                foreach (var kernel in HnswIndex.SupportedDistanceKernels)
+                {
+                    // Integer dot products: every kernel gives the same bits.
+                    Assert.Equal(scalar, HnswIndex.Distance(kernel, a, b, HnswVectorFormat.Int8));
+                }
+
+                // Rounding to 1/127 of the largest component: an error of a few 1e-3 on unit vectors.
+                var exact = 1 - TestData.Dot(a, b);
+                Assert.True(Math.Abs(scalar - exact) < 0.02, $"{dim} dimensions: int8 {scalar} vs float {exact}");
+            }
+        }
+    }
+
+    [Fact]
+    public void An_int8_graph_searches_saves_and_loads_only_as_int8()
+    {
+        const int dim = 64;
+        var all = TestData.Clustered(2100, dim, clusters: 30, spread: 0.6, seed: 4);
+        var data = all[..2000];
+        var exact = new ExactIndex(dim);
+        using var graph = HnswIndex.Create(dim, capacity: data.Length, format: HnswVectorFormat.Int8);
+        Assert.Equal(HnswVectorFormat.Int8, graph.Format);
+        for (var i = 0; i < data.Length; i++)
+        {
+            graph.Add(i, data[i]);
+            exact.Set(i, data[i]);
+        }
+
+        // Approximate distances alone (no rescoring) still find most true neighbours.
+        var recall = Recall(graph, exact, all[2000..], 10);
+        output.WriteLine($"int8 graph without rescoring: recall@10 = {recall:F4}");
+        Assert.True(recall >= 0.85, $"recall@10 was {recall:F4}");
+
+        // Holds compares codes: the vector added, not a slightly different one; decoding is approximate.
+        Assert.True(graph.Holds(5, data[5]));
+        Assert.False(graph.Holds(5, data[6]));
+        Assert.False(graph.Holds(99_999, data[5]));
+        var decoded = new float[dim];
+        Assert.True(graph.TryGetVector(5, decoded));
+        Assert.True(decoded.Zip(data[5], (x, y) => Math.Abs(x - y)).Max() < 0.01f);
+
+        var path = _temp.Sub("int8.bin");
+        graph.Save(path);
+        using (var loaded = HnswIndex.Load(path, dim, data.Length, format: HnswVectorFormat.Int8))
+        {
+            Assert.Equal(SearchAll(graph, data[3]), SearchAll(loaded, data[3]));
+        }
+
+        Assert.Equal(HnswStatus.Corrupt, Assert.Throws<HnswException>(() => HnswIndex.Load(path, dim, data.Length)).Status);
+    }
+
+    [Fact]
+    public void A_kernel_this_machine_cannot_run_is_refused()
+    {
+        Assert.Throws<ArgumentException>(() => HnswIndex.Create(8, capacity: 4, kernel: "avx1024"));
+        if (HnswIndex.BestDistanceKernel != "avx512")
+        {
+            Assert.Throws<ArgumentException>(() => HnswIndex.Create(8, capacity: 4, kernel: "avx512"));
+        }
+    }
+
+    [Fact]
+    public void Graphs_built_with_every_kernel_reach_the_same_recall_and_search_each_other_snapshots()
+    {
+        const int dim = 96;
+        const int k = 10;
+        var all = TestData.Clustered(3100, dim, clusters: 30, spread: 0.6, seed: 3);
+        var data = all[..3000];
+        var queries = all[3000..];
+        var exact = new ExactIndex(dim);
+        for (var i = 0; i < data.Length; i++)
+        {
+            exact.Set(i, data[i]);
+        }
+
+        foreach (var kernel in HnswIndex.SupportedDistanceKernels)
+        {
+            using var graph = HnswIndex.Create(dim, capacity: data.Length, m: 16, efConstruction: 100, seed: 42, kernel: kernel);
+            Assert.Equal(kernel, graph.Kernel);
+            for (var i = 0; i < data.Length; i++)
+            {
+                graph.Add(i, data[i]);
+            }
+
+            var recall = Recall(graph, exact, queries, k);
+            output.WriteLine($"{kernel}: recall@10 = {recall:F4}");
+            Assert.True(recall >= 0.95, $"{kernel}: recall@10 was {recall:F4}");
+
+            // A snapshot does not record the kernel: it loads under the default one and answers alike.
+            var path = _temp.Sub($"{kernel}.bin");
+            graph.Save(path);
+            using var loaded = HnswIndex.Load(path, dim, data.Length);
+            Assert.Equal(HnswIndex.DistanceKernel, loaded.Kernel);
+            Assert.True(Recall(loaded, exact, queries, k) >= 0.95);
+        }
+    }
+
+    private static double Recall(HnswIndex graph, ExactIndex exact, float[][] queries, int k)
+    {
+        var hits = 0;
+        var labels = new long[k];
+        var distances = new float[k];
+        var truth = new long[k];
+        var scores = new float[k];
+        foreach (var query in queries)
+        {
+            graph.Search(query, k, ef: 64, labels, distances);
+            exact.Search(query, k, truth, scores);
+            hits += labels.Intersect(truth).Count();
+        }
+
+        return hits / (double)(queries.Length * k);
     }
 
     private static (long Label, float Distance) Nearest(HnswIndex graph, float[] query)

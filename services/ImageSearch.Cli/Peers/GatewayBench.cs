@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text.Json;
+using ImageSearch.Cli.Evaluation;
+
+namespace ImageSearch.Cli.Peers;
+
+/// <summary>Latency of <c>POST /api/search</c> through the gateway under one load.</summary>
+internal sealed record GatewayFigures(int Clients, bool Rerank, int Searches, double P50, double P99, double EmbedP50, double SearchP50, double Qps);
+
+/// <summary>
+/// Search latency through the real gateway process (embedded mode, as <c>./imagesearch serve</c>
+/// runs it) over loopback, on a large index: a copy of the cached store of augmented views, plus the
+/// gallery itself, which the gateway indexes at start (CNN and local features). Queries are the
+/// benchmark's instance queries (real photos: crops, recompressions, rotations of gallery photos).
+/// </summary>
+internal static class GatewayBench
+{
+    public static async Task<(IReadOnlyList<GatewayFigures> Figures, long Points, double RssBytes)> RunAsync(string storeRoot, string storeFolder, string benchRoot,
+        int searches, int clients, CancellationToken ct)
+    {
+        var gallery = Path.GetFullPath(Path.Combine(benchRoot, "gallery"));
+        var work = Directory.CreateTempSubdirectory("imagesearch-peers-gateway-").FullName;
+        Process? gateway = null;
+        try
+        {
+            // The folder name of a local-features index: the gateway serves both ways per request.
+            StoreBench.CopyDirectory(Path.Combine(storeRoot, storeFolder.Replace("+sift1", "", StringComparison.Ordinal)), Path.Combine(work, "db", storeFolder));
+            var port = FreePort();
+            var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
+            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)!, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[]
+            {
+                dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={gallery}", $"--Index:Directory={Path.Combine(work, "db")}",
+                $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}", "--Rerank:Enabled=true", "--Logging:LogLevel:Default=Warning",
+            })
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            gateway = Process.Start(psi)!;
+            gateway.OutputDataReceived += (_, _) => { };
+            gateway.ErrorDataReceived += (_, _) => { };
+            gateway.BeginOutputReadLine();
+            gateway.BeginErrorReadLine();
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(5) };
+
+            // Ready once the index opened and the gallery (ingested at start) is all in.
+            var deadline = Stopwatch.StartNew();
+            long points = 0;
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (gateway.HasExited)
+                {
+                    throw new InvalidOperationException($"The gateway exited with code {gateway.ExitCode} before it was ready.");
+                }
+
+                try
+                {
+                    var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
+                    points = status.GetProperty("indexed").GetInt64();
+                    if (status.GetProperty("pending").GetInt32() == 0 &&
+                        status.GetProperty("files").GetInt64() + status.GetProperty("failed").GetInt64() >= Directory.GetFiles(gallery).Length)
+                    {
+                        break;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    // not listening yet
+                }
+
+                if (deadline.Elapsed > TimeSpan.FromMinutes(10))
+                {
+                    throw new TimeoutException("The gateway did not finish indexing the gallery within 10 minutes.");
+                }
+
+                await Task.Delay(500, ct).ConfigureAwait(false);
+            }
+
+            var queries = BenchmarkSet.Load(benchRoot).Instance
+                .Select(q => (Bytes: File.ReadAllBytes(Path.Combine(benchRoot, q.QueryPath)), q.Box))
+                .ToArray();
+
+            // Warm-up (first requests JIT the endpoint and fill the caches), then the measured loads.
+            await LoadAsync(http, queries, 1, Math.Min(20, searches), rerank: true, ct).ConfigureAwait(false);
+            var figures = new List<GatewayFigures>();
+            foreach (var rerank in new[] { false, true })
+            {
+                figures.Add(await LoadAsync(http, queries, 1, Math.Max(20, searches / 4), rerank, ct).ConfigureAwait(false));
+                figures.Add(await LoadAsync(http, queries, clients, searches, rerank, ct).ConfigureAwait(false));
+            }
+
+            gateway.Refresh();
+            return (figures, points, gateway.WorkingSet64);
+        }
+        finally
+        {
+            if (gateway is { HasExited: false })
+            {
+                gateway.Kill(entireProcessTree: true);
+                await gateway.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            gateway?.Dispose();
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    /// <summary><paramref name="clients"/> concurrent clients sending <paramref name="total"/> searches in all, round-robin over the queries.</summary>
+    private static async Task<GatewayFigures> LoadAsync(HttpClient http, (byte[] Bytes, string Box)[] queries, int clients, int total, bool rerank, CancellationToken ct)
+    {
+        var latencies = new List<double>();
+        var embeds = new List<double>();
+        var knn = new List<double>();
+        var next = -1;
+        var t = Stopwatch.GetTimestamp();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < total)
+            {
+                var (bytes, box) = queries[i % queries.Length];
+                using var form = new MultipartFormDataContent
+                {
+                    { new ByteArrayContent(bytes), "image", "q.jpg" },
+                    { new StringContent(rerank ? "true" : "false"), "rerank" },
+                };
+                if (!string.IsNullOrEmpty(box))
+                {
+                    form.Add(new StringContent(box), "box");
+                }
+
+                var start = Stopwatch.GetTimestamp();
+                using var response = await http.PostAsync("api/search", form, ct).ConfigureAwait(false);
+                var body = await response.Content.ReadFromJsonAsync<JsonElement>(ct).ConfigureAwait(false);
+                var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                response.EnsureSuccessStatusCode();
+                lock (latencies)
+                {
+                    latencies.Add(ms);
+                    embeds.Add(body.GetProperty("embedMs").GetDouble());
+                    knn.Add(body.GetProperty("searchMs").GetDouble());
+                }
+            }
+        })).ConfigureAwait(false);
+        var seconds = Stopwatch.GetElapsedTime(t).TotalSeconds;
+        latencies.Sort();
+        embeds.Sort();
+        knn.Sort();
+        return new GatewayFigures(clients, rerank, total, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
+            EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), total / seconds);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    internal static string Ms(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
+}
