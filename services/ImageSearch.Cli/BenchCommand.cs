@@ -23,6 +23,7 @@ internal static class BenchCommand
         var seconds = new Option<double>("--seconds") { Description = "Time spent on each model configuration and on decoding.", DefaultValueFactory = _ => 2 };
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
         command.Subcommands.Add(CreateCluster(bench));
+        command.Subcommands.Add(Reliability.FuzzCommand.Create());
         command.Options.Add(bench);
         command.Options.Add(queries);
         command.Options.Add(seconds);

@@ -137,6 +137,56 @@ public sealed class HostileInputTests
         Assert.True(Decoder.Thumbnail(png, 256).Length > 100);
     }
 
+    [Fact]
+    public void Sift_stays_within_bounds_for_any_size_content_and_setting()
+    {
+        // The native shim over VLFeat at the edges of what it accepts: from 16 pixels (below that
+        // the extractor returns no feature without calling it) to long thin strips, flat, noisy and
+        // striped content, every first octave and feature budget the settings allow.
+        var rng = new Random(11);
+        var sizes = new List<(int, int)> { (16, 16), (16, 2000), (2000, 16), (17, 33), (15, 400), (400, 15), (1, 1) };
+        for (var i = 0; i < 12; i++)
+        {
+            sizes.Add((16 + rng.Next(400), 16 + rng.Next(400)));
+        }
+
+        foreach (var (width, height) in sizes)
+        {
+            var pixels = new byte[width * height * 3];
+            var content = rng.Next(4);
+            for (var p = 0; p < pixels.Length; p++)
+            {
+                var x = (p / 3) % width;
+                var y = (p / 3) / width;
+                pixels[p] = content switch
+                {
+                    0 => 128,
+                    1 => (byte)rng.Next(256),
+                    2 => (byte)(((x / 3) + (y / 5)) % 2 * 255),
+                    _ => (byte)((x * y) % 251),
+                };
+            }
+
+            var options = new LocalFeatureOptions
+            {
+                FirstOctave = rng.Next(-1, 4),
+                MaxFeatures = rng.Next(2) == 0 ? 16 : 4096,
+                PeakThreshold = rng.Next(2) == 0 ? 0 : 0.02,
+                EdgeThreshold = 1 + rng.Next(99),
+            };
+            var extractor = new SiftExtractor(Decoder, Microsoft.Extensions.Options.Options.Create(options));
+            var set = extractor.Extract(new RgbImage(width, height, pixels));
+            Assert.InRange(set.Count, 0, options.MaxFeatures);
+            Assert.Equal(set.Count * LocalFeatureSet.DescriptorLength, set.Descriptors.Length);
+            for (var f = 0; f < set.Count; f++)
+            {
+                var (fx, fy, sigma) = (set.Frames[4 * f], set.Frames[(4 * f) + 1], set.Frames[(4 * f) + 2]);
+                Assert.True(fx >= -1 && fx <= width && fy >= -1 && fy <= height && sigma > 0 && float.IsFinite(set.Frames[(4 * f) + 3]),
+                    $"{width}x{height} (content {content}, octave {options.FirstOctave}): feature {f} at {fx},{fy} sigma {sigma}");
+            }
+        }
+    }
+
     private static InvalidImageException? Outcome(Action run)
     {
         try
