@@ -96,7 +96,12 @@ public static class ApiServices
         app.Use((context, next) =>
         {
             // Answers are JSON, problems, images or the page's files: never to be sniffed into HTML.
-            context.Response.Headers.XContentTypeOptions = "nosniff";
+            // Set as the headers go out, so it survives a handler (or the timeout) clearing the response.
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers.XContentTypeOptions = "nosniff";
+                return Task.CompletedTask;
+            });
             return next(context);
         });
 
