@@ -26,6 +26,14 @@ public sealed class HttpOptions
     /// </summary>
     [RegularExpression(@"^\S{16,}$", ErrorMessage = "Http:ApiKey must be at least 16 characters without spaces (or empty for no key).")]
     public string? ApiKey { get; set; }
+
+    /// <summary>
+    /// Longest a request may take, from its first byte to its answer (uploads: Upload:RequestTimeout);
+    /// over it the request is cancelled and answered 503, so a client that stalls while sending holds
+    /// nothing for longer.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00")]
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>The distributed gateway's backends. Section "Gateway".</summary>
@@ -72,15 +80,34 @@ public static class ApiServices
             o.ValueCountLimit = 64;
         });
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+        Protection.AddRequestTimeouts(builder);
         builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase);
         return builder;
     }
 
-    /// <summary>The API's middleware and endpoints: ProblemDetails for every error, search, images, files, status.</summary>
+    /// <summary>
+    /// The API's middleware and endpoints: ProblemDetails for every error, nosniff on every answer,
+    /// request timeouts, then search, images, files, status.
+    /// </summary>
     public static WebApplication MapImageSearchApi(this WebApplication app)
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.Use((context, next) =>
+        {
+            // Answers are JSON, problems, images or the page's files: never to be sniffed into HTML.
+            // Set as the headers go out, so it survives a handler (or the timeout) clearing the response.
+            context.Response.OnStarting(() =>
+            {
+                context.Response.Headers.XContentTypeOptions = "nosniff";
+                return Task.CompletedTask;
+            });
+            return next(context);
+        });
+
+        // Inside the exception handler, which would otherwise take the timeout's cancellation for a
+        // client that went away; the timeout middleware answers it (503 with a problem) itself.
+        app.UseRequestTimeouts();
         app.MapSearchApi();
         app.MapImagesApi();
         app.MapFilesApi();

@@ -11,6 +11,9 @@ public sealed record ImageDto(string Id, string Path, int Width, int Height, lon
             $"/api/images/{record.Id.Value}", $"/api/images/{record.Id.Value}/thumbnail");
 }
 
+/// <summary>Answer of <c>GET /api/images/{id}/files</c>: the library files holding the image.</summary>
+public sealed record ImageFilesResponse(string Id, IReadOnlyList<string> Files);
+
 /// <summary>Answer of <c>GET /api/images?recent=N</c>.</summary>
 public sealed record ImageListResponse(IReadOnlyList<ImageDto> Images);
 
@@ -33,6 +36,7 @@ public static class ImagesApi
         group.MapGet("/", ListRecentAsync);
         group.MapGet("/{id}", GetImageAsync);
         group.MapGet("/{id}/thumbnail", GetThumbnailAsync);
+        group.MapGet("/{id}/files", GetFilesAsync);
         return app;
     }
 
@@ -47,13 +51,20 @@ public static class ImagesApi
         return TypedResults.Ok(new ImageListResponse(await backend.ListRecentAsync(limit, ct).ConfigureAwait(false)));
     }
 
+    /// <summary>Most files listed for one image (copies of one photo share it).</summary>
+    public const int MaxFiles = 1000;
+
     internal static async Task<Results<PhysicalFileHttpResult, FileContentHttpResult, ProblemHttpResult>> GetImageAsync(
-        string id, ISearchBackend backend, CancellationToken ct)
+        string id, ISearchBackend backend, HttpContext http, CancellationToken ct)
     {
         if (!ImageId.TryParse(id, out var imageId))
         {
             return InvalidId(id);
         }
+
+        // The library's files are served as they are: whatever a file holds besides the image (a
+        // polyglot), a browser must neither run it as a page nor sniff it into another type.
+        http.Response.Headers.ContentSecurityPolicy = "default-src 'none'; sandbox";
 
         return await backend.GetImageAsync(imageId, ct).ConfigureAwait(false) switch
         {
@@ -88,9 +99,24 @@ public static class ImagesApi
         return TypedResults.File(jpeg, "image/jpeg");
     }
 
-    private static ProblemHttpResult InvalidId(string id) =>
+    internal static async Task<Results<Ok<ImageFilesResponse>, ProblemHttpResult>> GetFilesAsync(string id, int? limit, ISearchBackend backend, CancellationToken ct)
+    {
+        if (!ImageId.TryParse(id, out var imageId))
+        {
+            return InvalidId(id);
+        }
+
+        if (limit is < 1 or > MaxFiles)
+        {
+            return SearchApi.Problem(StatusCodes.Status400BadRequest, "Invalid limit", $"limit must be between 1 and {MaxFiles}.");
+        }
+
+        return TypedResults.Ok(new ImageFilesResponse(imageId.Value, await backend.GetFilePathsAsync(imageId, limit ?? MaxFiles, ct).ConfigureAwait(false)));
+    }
+
+    internal static ProblemHttpResult InvalidId(string id) =>
         SearchApi.Problem(StatusCodes.Status400BadRequest, "Invalid image id", $"'{id}' is not an image id (32 lowercase hex characters).");
 
-    private static ProblemHttpResult NotFound(string id) =>
+    internal static ProblemHttpResult NotFound(string id) =>
         SearchApi.Problem(StatusCodes.Status404NotFound, "Image not found", $"No file of the library holds image {id}.");
 }

@@ -51,6 +51,8 @@ public sealed class LocalSearchBackend(
         return full is null ? null : new ImageContent(full, null, ContentTypeFor(full));
     }
 
+    public Task<IReadOnlyList<string>> GetFilePathsAsync(ImageId id, int limit, CancellationToken ct) => catalog.ListPathsAsync(id, limit, ct);
+
     public async Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct)
     {
         var full = await ResolveAsync(id, ct).ConfigureAwait(false);
@@ -130,9 +132,9 @@ public sealed class LocalSearchBackend(
 
     private async Task<string?> ResolveAsync(ImageId id, CancellationToken ct)
     {
+        // Stat, not File.Exists: a file replaced by a link since it was indexed is not followed.
         var rel = await catalog.FindPathAsync(id, ct).ConfigureAwait(false);
-        var full = rel is null ? null : library.ToFull(rel);
-        return full is not null && File.Exists(full) ? full : null;
+        return rel is not null && library.Stat(rel) is not null ? library.ToFull(rel) : null;
     }
 
     private SearchResponse ToResponse(int top, BoundingBox? box, SearchResult result) =>

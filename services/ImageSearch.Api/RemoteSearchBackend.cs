@@ -97,6 +97,22 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             ?? (answers.All(a => a.Error is not null) ? throw Unavailable(answers) : null);
     }
 
+    /// <summary>The union of every backend's answer; unavailable only when none answered.</summary>
+    public async Task<IReadOnlyList<string>> GetFilePathsAsync(ImageId id, int limit, CancellationToken ct)
+    {
+        var answers = await FanOutAsync(async (client, backend, token) =>
+        {
+            using var response = await client.GetAsync(new Uri(backend, string.Create(CultureInfo.InvariantCulture, $"api/images/{id.Value}/files?limit={limit}")), token).ConfigureAwait(false);
+            return await ReadAsync<ImageFilesResponse>(response, token).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+        if (answers.All(a => a.Value is null))
+        {
+            throw Unavailable(answers);
+        }
+
+        return answers.Where(a => a.Value is not null).SelectMany(a => a.Value!.Files).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).Take(limit).ToList();
+    }
+
     public async Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct)
     {
         var answers = await FanOutAsync(async (client, backend, token) =>

@@ -35,6 +35,9 @@ public interface ISearchBackend
     /// <summary>The original file, or null when no file of the library holds the image.</summary>
     Task<ImageContent?> GetImageAsync(ImageId id, CancellationToken ct);
 
+    /// <summary>The library-relative paths of the files that hold the image (up to <paramref name="limit"/>); empty when unknown.</summary>
+    Task<IReadOnlyList<string>> GetFilePathsAsync(ImageId id, int limit, CancellationToken ct);
+
     /// <summary>A JPEG thumbnail, or null when unknown.</summary>
     Task<byte[]?> GetThumbnailAsync(ImageId id, int size, CancellationToken ct);
 

@@ -14,6 +14,9 @@ public sealed record UploadResponse(IReadOnlyList<StoredUpload> Images, string S
 /// <summary>What the web page needs to know about uploads (part of <c>GET /api/status</c> on a gateway that accepts them).</summary>
 public sealed record UploadInfo(bool Enabled, bool ApiKeyRequired, string Folder, long MaxFileBytes, long MaxPixels, int MaxFiles, IReadOnlyList<string> Extensions, string? Problem);
 
+/// <summary>Answer of <c>DELETE /api/images/{id}</c>: the files removed from the library; <see cref="StatusUrl"/> follows them out of the index.</summary>
+public sealed record DeleteResponse(string Id, IReadOnlyList<string> Deleted, string StatusUrl);
+
 /// <summary>
 /// <c>POST /api/images</c>: multipart, one or more files, written into the watched folder (see
 /// <see cref="UploadStore"/>) and answered 202 with their stored names and content ids; the watcher
@@ -40,12 +43,17 @@ public static class UploadApi
         return builder;
     }
 
-    /// <summary>Maps the upload endpoint when uploads are enabled.</summary>
+    /// <summary>
+    /// Maps the library writes when uploads are enabled: <c>POST /api/images</c> and
+    /// <c>DELETE /api/images/{id}</c> (which deletes the files holding the image; the watcher then
+    /// removes it from the index). Deleting needs <c>Http:ApiKey</c>: without a key it is refused.
+    /// </summary>
     public static WebApplication MapUploadApi(this WebApplication app)
     {
         if (app.Services.GetRequiredService<IOptions<UploadOptions>>().Value.Enabled)
         {
-            app.MapPost("/api/images", UploadAsync).DisableAntiforgery().WithTags("Images");
+            app.MapPost("/api/images", UploadAsync).DisableAntiforgery().WithTags("Images").WithRequestTimeout(Protection.UploadTimeoutPolicy);
+            app.MapDelete("/api/images/{id}", DeleteAsync).WithTags("Images");
         }
 
         return app;
@@ -68,7 +76,7 @@ public static class UploadApi
     internal static async Task<Results<Accepted<UploadResponse>, ProblemHttpResult>> UploadAsync(
         HttpRequest request, UploadStore store, IOptions<UploadOptions> uploadOptions, IOptions<HttpOptions> httpOptions, CancellationToken ct)
     {
-        if (Authorize(request, httpOptions.Value.ApiKey) is { } denied)
+        if (Authorize(request, httpOptions.Value.ApiKey, keyRequired: false) is { } denied)
         {
             return denied;
         }
@@ -133,16 +141,60 @@ public static class UploadApi
         }
     }
 
-    /// <summary>401 without the configured key; 403 for a browser's cross-site request. Null when allowed.</summary>
-    private static ProblemHttpResult? Authorize(HttpRequest request, string? apiKey)
+    /// <summary>
+    /// Deletes every file of the library that holds the image (all copies), answering 202 with their
+    /// paths; the watcher sees them go and removes the image from the index, as for any deleted file.
+    /// </summary>
+    internal static async Task<Results<Accepted<DeleteResponse>, ProblemHttpResult>> DeleteAsync(
+        string id, HttpRequest request, ISearchBackend backend, UploadStore store, IOptions<HttpOptions> httpOptions, CancellationToken ct)
     {
+        if (Authorize(request, httpOptions.Value.ApiKey, keyRequired: true) is { } denied)
+        {
+            return denied;
+        }
+
+        if (!Core.ImageId.TryParse(id, out var imageId))
+        {
+            return ImagesApi.InvalidId(id);
+        }
+
+        var paths = await backend.GetFilePathsAsync(imageId, ImagesApi.MaxFiles, ct).ConfigureAwait(false);
+        if (paths.Count == 0)
+        {
+            return ImagesApi.NotFound(id);
+        }
+
+        try
+        {
+            var deleted = paths.Where(store.DeleteLibraryFile).ToList();
+            var statusUrl = "/api/files?" + string.Join('&', paths.Select(p => "path=" + Uri.EscapeDataString(p)));
+            return TypedResults.Accepted(statusUrl, new DeleteResponse(imageId.Value, deleted, statusUrl));
+        }
+        catch (UploadRejectedException e)
+        {
+            return SearchApi.Problem(e.Status, e.Title, e.Message);
+        }
+    }
+
+    /// <summary>
+    /// 401 without the configured key (403 when <paramref name="keyRequired"/> and no key is
+    /// configured); 403 for a browser's cross-site request. Null when allowed.
+    /// </summary>
+    private static ProblemHttpResult? Authorize(HttpRequest request, string? apiKey, bool keyRequired)
+    {
+        if (keyRequired && string.IsNullOrEmpty(apiKey))
+        {
+            return SearchApi.Problem(StatusCodes.Status403Forbidden, "Deleting needs an API key",
+                "This server has no API key (Http:ApiKey), so nobody may delete files through it. Set Http:ApiKey and send it in the " + ApiKeyHeader + " header.");
+        }
+
         if (!string.IsNullOrEmpty(apiKey))
         {
             var given = request.Headers[ApiKeyHeader].ToString();
             if (given.Length == 0)
             {
                 return SearchApi.Problem(StatusCodes.Status401Unauthorized, "API key required",
-                    $"Uploads on this server need its API key in the {ApiKeyHeader} header (Http:ApiKey is set).");
+                    $"Uploads and deletes on this server need its API key in the {ApiKeyHeader} header (Http:ApiKey is set).");
             }
 
             // Compared as hashes: constant time, whatever the lengths.
@@ -161,7 +213,7 @@ public static class UploadApi
             ? site is not ("same-origin" or "none")
             : origin.Length > 0 && (!Uri.TryCreate(origin, UriKind.Absolute, out var o) || !string.Equals(o.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
         return crossSite
-            ? SearchApi.Problem(StatusCodes.Status403Forbidden, "Cross-site upload refused", "Uploads are accepted from this server's own page or from clients that are not browsers.")
+            ? SearchApi.Problem(StatusCodes.Status403Forbidden, "Cross-site request refused", "Uploads and deletes are accepted from this server's own page or from clients that are not browsers.")
             : null;
     }
 }
@@ -189,6 +241,10 @@ internal sealed partial class UploadStartupCheck(UploadStore store, IOptions<Upl
         {
             LogNoApiKey(logger, store.FolderPath);
         }
+        else
+        {
+            LogApiKey(logger, UploadApi.ApiKeyHeader);
+        }
 
         return Task.CompletedTask;
     }
@@ -198,9 +254,12 @@ internal sealed partial class UploadStartupCheck(UploadStore store, IOptions<Upl
     [LoggerMessage(Level = LogLevel.Information, Message = "Uploads (POST /api/images) are written to {Folder}")]
     private static partial void LogEnabled(ILogger logger, string folder);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Uploads are enabled without an API key: anyone who can reach this server can add files to {Folder}. " +
-        "Set Http:ApiKey (clients send it in X-Api-Key) or Upload:Enabled=false")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Uploads are enabled without an API key: anyone who can reach this server can add files to {Folder}, " +
+        "and DELETE /api/images/{{id}} is refused until a key is set. Set Http:ApiKey (clients send it in X-Api-Key) or Upload:Enabled=false")]
     private static partial void LogNoApiKey(ILogger logger, string folder);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Uploads and deletes need the API key (header {Header})")]
+    private static partial void LogApiKey(ILogger logger, string header);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Uploads are enabled but {Problem}; POST /api/images answers 503 until it is writable (or set Upload:Enabled=false)")]
     private static partial void LogNotWritable(ILogger logger, string problem);

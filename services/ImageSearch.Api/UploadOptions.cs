@@ -33,6 +33,10 @@ public sealed class UploadOptions
     [Range(1024, 1L << 36)]
     public long MaxRequestBytes { get; set; } = 256L * 1024 * 1024;
 
+    /// <summary>Longest an upload request may take from its first byte to its answer; over it, 503 and nothing is stored.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "02:00:00")]
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>The watched folder. Not read from this section: set from <c>Library:Root</c>.</summary>
     public string LibraryRoot { get; set; } = "";
 }

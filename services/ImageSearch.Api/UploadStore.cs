@@ -170,6 +170,38 @@ public sealed partial class UploadStore(IImageDecoder decoder, IOptions<UploadOp
         }
     }
 
+    /// <summary>
+    /// Deletes one file of the library, named by its library-relative path (as the catalog holds
+    /// it). Returns false when it was already gone. A path that is not library-relative or would
+    /// leave the library is refused (400), whatever the catalog says.
+    /// </summary>
+    /// <exception cref="UploadRejectedException">400 for a path outside the library; 503 when the file cannot be deleted.</exception>
+    public bool DeleteLibraryFile(string relativePath)
+    {
+        var root = Path.GetFullPath(options.Value.LibraryRoot);
+        var full = FilesApi.IsLibraryPath(relativePath) ? Path.GetFullPath(Path.Combine(root, relativePath)) : null;
+        if (full is null || !full.StartsWith(Path.TrimEndingDirectorySeparator(root) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+        {
+            throw new UploadRejectedException(StatusCodes.Status400BadRequest, "Bad path", $"'{DisplayName(relativePath)}' is not inside the library.");
+        }
+
+        try
+        {
+            if (!File.Exists(full))
+            {
+                return false;
+            }
+
+            File.Delete(full);
+            LogDeleted(logger, relativePath);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UploadRejectedException(StatusCodes.Status503ServiceUnavailable, "Delete failed", $"Could not delete '{relativePath}': {e.Message}");
+        }
+    }
+
     /// <summary>Checks at start that the upload folder can be written (creates it and a probe file), recording the problem if not.</summary>
     public string? Probe()
     {
@@ -248,6 +280,9 @@ public sealed partial class UploadStore(IImageDecoder decoder, IOptions<UploadOp
         >= 1024 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1024.0:0.#} KB"),
         _ => string.Create(CultureInfo.InvariantCulture, $"{bytes} bytes"),
     };
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted library file {Path} (DELETE /api/images)")]
+    private static partial void LogDeleted(ILogger logger, string path);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Stored upload {Path} ({Bytes} bytes, image {ImageId})")]
     private static partial void LogStored(ILogger logger, string path, int bytes, string imageId);

@@ -24,6 +24,8 @@ internal static class BenchCommand
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
         command.Subcommands.Add(CreateCluster(bench));
         command.Subcommands.Add(Peers.PeersBench.Create(bench));
+        command.Subcommands.Add(Reliability.FuzzCommand.Create());
+        command.Subcommands.Add(Reliability.LoadCommand.Create());
         command.Options.Add(bench);
         command.Options.Add(queries);
         command.Options.Add(seconds);

@@ -33,6 +33,9 @@ public interface ICatalog
     /// <summary>How many paths still reference the image.</summary>
     Task<int> CountPathsAsync(ImageId id, CancellationToken cancellationToken = default);
 
+    /// <summary>Up to <paramref name="limit"/> paths that hold the image, in path order.</summary>
+    Task<IReadOnlyList<string>> ListPathsAsync(ImageId id, int limit, CancellationToken cancellationToken = default);
+
     /// <summary>Any one path that holds the image (to serve its bytes), or null.</summary>
     Task<string?> FindPathAsync(ImageId id, CancellationToken cancellationToken = default);
 

@@ -8,6 +8,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.AddImageSearchApi();
 builder.AddImageSearchUploads();
+builder.AddImageSearchRateLimits();
 
 // Embedded mode hosts the whole pipeline; with Gateway:QueryServices set it only fans out.
 if (!ApiServices.IsRemote(builder.Configuration))
@@ -17,6 +18,7 @@ if (!ApiServices.IsRemote(builder.Configuration))
 
 var app = builder.Build();
 app.MapDefaultEndpoints();
+app.UseImageSearchRateLimits();
 app.MapImageSearchApi();
 app.MapWebPage();
 app.MapUploadApi();

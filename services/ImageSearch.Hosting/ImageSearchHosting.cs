@@ -134,7 +134,11 @@ internal sealed class IndexHealthCheck(IVectorStore store) : IHealthCheck
         try
         {
             var count = await store.CountAsync(cancellationToken).ConfigureAwait(false);
-            return HealthCheckResult.Healthy($"{count} images indexed");
+
+            // Readable but not writable (a full disk): searches work, ingestion does not.
+            return store is EmbeddedVectorStore { LastWriteError: { } error }
+                ? HealthCheckResult.Degraded($"{count} images indexed; the last write failed: {error}")
+                : HealthCheckResult.Healthy($"{count} images indexed");
         }
         catch (Exception ex)
         {

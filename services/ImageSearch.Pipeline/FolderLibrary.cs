@@ -78,10 +78,15 @@ public sealed class FolderLibrary(IOptions<LibraryOptions> options)
         return full;
     }
 
+    /// <summary>
+    /// The file at a library-relative path, or null when there is none. A symbolic link counts as
+    /// none, as in <see cref="Scan"/>: a link may point outside the library, and what the watcher
+    /// announces must agree with what a rescan finds.
+    /// </summary>
     public LibraryFile? Stat(string relativePath)
     {
         var info = new FileInfo(ToFull(relativePath));
-        return info.Exists ? new LibraryFile(relativePath, info.Length, info.LastWriteTimeUtc) : null;
+        return info.Exists && (info.Attributes & FileAttributes.ReparsePoint) == 0 ? new LibraryFile(relativePath, info.Length, info.LastWriteTimeUtc) : null;
     }
 
     private static bool IsHidden(string relativePath) =>

@@ -1,5 +1,6 @@
 using ImageSearch.Contracts;
 using MassTransit;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Pipeline;
@@ -59,6 +60,32 @@ public sealed class ImageAddedFaultConsumer(LibraryIndexer indexer) : IConsumer<
         var reason = $"Ingestion failed after retries: {error?.ExceptionType}: {error?.Message}";
         return indexer.ApplyFailedAsync(new ImageIngestionFailed(added.Path, reason, added.SizeBytes, added.ModifiedAt), context.CancellationToken);
     }
+}
+
+/// <summary>
+/// An embedding the indexer could not store after every retry (e.g. the index's disk stayed full
+/// for minutes): the file stops counting as pending, so the next library scan, which skips pending
+/// files, announces it again and it is ingested once the store can be written. Nothing is recorded
+/// in the catalog: the file is not broken, and a write there would likely fail the same way.
+/// Before this, such a file stayed pending, and unindexed, until the process restarted.
+/// </summary>
+public sealed partial class ImageEmbeddedFaultConsumer(IngestionProgress progress, ILogger<ImageEmbeddedFaultConsumer> logger) : IConsumer<Fault<ImageEmbedded>>
+{
+    public Task Consume(ConsumeContext<Fault<ImageEmbedded>> context)
+    {
+        var path = context.Message.Message.Path;
+        LogNotIndexed(logger, path, context.Message.Exceptions.FirstOrDefault()?.Message ?? "unknown error");
+        progress.Settle(path);
+        return Task.CompletedTask;
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Could not index {Path} after retries ({Reason}); the next library scan announces it again")]
+    private static partial void LogNotIndexed(ILogger logger, string path, string reason);
+}
+
+public sealed class ImageEmbeddedFaultConsumerDefinition : ConsumerDefinition<ImageEmbeddedFaultConsumer>
+{
+    public ImageEmbeddedFaultConsumerDefinition() => EndpointName = "indexer";
 }
 
 /// <summary>All indexer consumers share the "indexer" endpoint (one queue where the store lives).</summary>

@@ -81,6 +81,7 @@ public static class PipelineServiceCollectionExtensions
                 x.AddConsumer<ImageIngestionFailedConsumer, ImageIngestionFailedConsumerDefinition>();
                 x.AddConsumer<ImageRemovedConsumer, ImageRemovedConsumerDefinition>();
                 x.AddConsumer<ImageAddedFaultConsumer, ImageAddedFaultConsumerDefinition>();
+                x.AddConsumer<ImageEmbeddedFaultConsumer, ImageEmbeddedFaultConsumerDefinition>();
                 x.AddConsumer<LibraryFilesConsumer>();
             }
 

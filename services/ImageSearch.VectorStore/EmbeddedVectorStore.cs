@@ -55,6 +55,10 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private const ulong GraphSeed = 100;
     private const int ParallelRebuildThreshold = 4096;
 
+    // SQLite primary result codes: SQLITE_IOERR and SQLITE_FULL ("database or disk is full").
+    private const int SqliteIoError = 10;
+    private const int SqliteFull = 13;
+
     // Vectors copied per native batch insert during a rebuild (bounds the transient copy: 12 MB at 768-d).
     private const int RebuildBatch = 4096;
 
@@ -91,6 +95,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private string? _snapshotFile;
     private long _changesSinceSnapshot;
     private volatile Exception? _fault;
+    private volatile string? _writeError;
     private volatile bool _disposed;
 
     /// <summary>Opens (or creates) the index in <see cref="EmbeddedStoreOptions.Directory"/>.</summary>
@@ -151,6 +156,12 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
 
     /// <summary>How the graph was obtained at open (snapshot + replay, or rebuild and why).</summary>
     public StoreOpenInfo OpenInfo { get; }
+
+    /// <summary>
+    /// Why the last write (upsert or delete) failed to commit, e.g. a full disk; null once a write
+    /// commits again. Health checks report it: the store keeps answering reads meanwhile.
+    /// </summary>
+    public string? LastWriteError => _writeError;
 
     /// <summary>Last seq committed (for tests and diagnostics).</summary>
     internal long LastSeq => Volatile.Read(ref _seq);
@@ -239,7 +250,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            _database.CommitUpserts(writes, seq, nextLabel);
+            Commit(() => _database.CommitUpserts(writes, seq, nextLabel));
             _withFeatures.UnionWith(writes.Where(w => w.LocalFeatures is not null).Select(w => w.Id));
             Volatile.Write(ref _seq, seq);
             _nextLabel = nextLabel;
@@ -278,7 +289,7 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            _database.CommitDeletes(deletes, seq);
+            Commit(() => _database.CommitDeletes(deletes, seq));
             _withFeatures.ExceptWith(deletes.Select(d => d.Id));
             Volatile.Write(ref _seq, seq);
             ApplyCommitted(deletes.Count, i => ApplyDelete(deletes[i]));
@@ -742,6 +753,44 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
     private static long CapacityFor(long points) => Math.Max(MinCapacity, (long)BitOperations.RoundUpToPowerOf2((ulong)Math.Max(points, 1)));
 
     /// <summary>
+    /// Runs one commit. A full disk or an I/O error becomes an <see cref="IOException"/> that says so
+    /// (SQLite's own text is "database or disk is full"); SQLite has rolled the transaction back, so
+    /// nothing changed, in memory or on disk, and everything committed before stays readable.
+    /// </summary>
+    private void Commit(Action commit)
+    {
+        try
+        {
+            commit();
+            _writeError = null;
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException ex) when (ex.SqliteErrorCode is SqliteFull or SqliteIoError)
+        {
+            var free = FreeBytes();
+            var error = new IOException(ex.SqliteErrorCode == SqliteFull
+                ? $"The index in '{_directory}' could not be written: its disk is full ({free} bytes free). Nothing was changed and what was stored before " +
+                  "is intact and searchable; free some space and the writes will succeed."
+                : $"The index in '{_directory}' could not be written: I/O error ({ex.Message}; {free} bytes free). Nothing was changed; what was stored before is intact.",
+                ex);
+            _writeError = error.Message;
+            Log.WriteFailed(_logger, ex, _directory);
+            throw error;
+        }
+    }
+
+    private string FreeBytes()
+    {
+        try
+        {
+            return new DriveInfo(_directory).AvailableFreeSpace.ToString(CultureInfo.InvariantCulture);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return "unknown";
+        }
+    }
+
+    /// <summary>
     /// Applies committed changes to memory, one point per exclusive lock so searches interleave. A
     /// failure here leaves memory behind the database: the store faults (every later call throws)
     /// and the next open replays the committed changes.
@@ -932,5 +981,8 @@ public sealed partial class EmbeddedVectorStore : IVectorStore
 
         [LoggerMessage(7, LogLevel.Warning, "Could not delete {Path}")]
         public static partial void DeleteFailed(ILogger logger, Exception exception, string path);
+
+        [LoggerMessage(8, LogLevel.Error, "Could not write to the vector store {Directory} (disk full or I/O error); nothing was changed, reads go on")]
+        public static partial void WriteFailed(ILogger logger, Exception exception, string directory);
     }
 }

@@ -158,6 +158,31 @@ public sealed class SqliteCatalog : ICatalog, IDisposable
     }
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<string>> ListPathsAsync(ImageId id, int limit, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limit);
+        var paths = new List<string>();
+        if (id.Value is null)
+        {
+            return Task.FromResult<IReadOnlyList<string>>(paths);
+        }
+
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT path FROM files WHERE image_id = $id ORDER BY path LIMIT $limit;";
+        command.Parameters.AddWithValue("$id", id.Value);
+        command.Parameters.AddWithValue("$limit", limit);
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            paths.Add(reader.GetString(0));
+        }
+
+        return Task.FromResult<IReadOnlyList<string>>(paths);
+    }
+
+    /// <inheritdoc />
     /// <remarks>The first such path in byte order, so the answer is stable.</remarks>
     public Task<string?> FindPathAsync(ImageId id, CancellationToken cancellationToken = default)
     {

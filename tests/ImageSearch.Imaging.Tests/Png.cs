@@ -66,6 +66,16 @@ internal static class Png
         return Assemble(width, height, Rgb, 8, raw, exifOrientation: null);
     }
 
+    /// <summary>A PNG of already deflated image data (<paramref name="idat"/>), for data too big to hold raw.</summary>
+    public static byte[] Raw(int width, int height, int colourType, int bitDepth, byte[] idat)
+    {
+        using var png = new MemoryStream();
+        WriteHeader(png, width, height, colourType, bitDepth);
+        WriteChunk(png, "IDAT", idat);
+        WriteChunk(png, "IEND", []);
+        return png.ToArray();
+    }
+
     private static int Channels(int colourType) => colourType switch
     {
         Grey => 1,
@@ -78,14 +88,7 @@ internal static class Png
     private static byte[] Assemble(int width, int height, int colourType, int bitDepth, byte[] raw, int? exifOrientation)
     {
         using var png = new MemoryStream();
-        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
-
-        var ihdr = new byte[13];
-        BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
-        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
-        ihdr[8] = (byte)bitDepth;
-        ihdr[9] = (byte)colourType; // then compression, filter and interlace methods: 0
-        WriteChunk(png, "IHDR", ihdr);
+        WriteHeader(png, width, height, colourType, bitDepth);
 
         if (exifOrientation is { } orientation)
         {
@@ -113,6 +116,17 @@ internal static class Png
 
         WriteChunk(png, "IEND", []);
         return png.ToArray();
+    }
+
+    private static void WriteHeader(Stream png, int width, int height, int colourType, int bitDepth)
+    {
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        var ihdr = new byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(ihdr, width);
+        BinaryPrimitives.WriteInt32BigEndian(ihdr.AsSpan(4), height);
+        ihdr[8] = (byte)bitDepth;
+        ihdr[9] = (byte)colourType; // then compression, filter and interlace methods: 0
+        WriteChunk(png, "IHDR", ihdr);
     }
 
     private static void WriteChunk(Stream output, string type, ReadOnlySpan<byte> data)

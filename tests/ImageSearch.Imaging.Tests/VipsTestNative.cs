@@ -53,7 +53,14 @@ internal static partial class VipsTestNative
         Save(image.Pixels, image.Width, image.Height, 3, (img, out buf, out len) => vips_webpsave_buffer(img, out buf, out len, "Q", quality, IntPtr.Zero));
 
     /// <summary>A CMYK TIFF (photometric "separated") of the given 4-channel ink values.</summary>
-    public static byte[] CmykTiff(int width, int height, byte[] cmyk)
+    public static byte[] CmykTiff(int width, int height, byte[] cmyk) =>
+        SaveCmyk(width, height, cmyk, (IntPtr img, out IntPtr buf, out nuint len) => vips_tiffsave_buffer(img, out buf, out len, IntPtr.Zero));
+
+    /// <summary>A CMYK JPEG (libjpeg writes Adobe's inverted CMYK with an APP14 marker) of the given ink values.</summary>
+    public static byte[] CmykJpeg(int width, int height, byte[] cmyk) =>
+        SaveCmyk(width, height, cmyk, (IntPtr img, out IntPtr buf, out nuint len) => vips_jpegsave_buffer(img, out buf, out len, "Q", 90, IntPtr.Zero));
+
+    private static byte[] SaveCmyk(int width, int height, byte[] cmyk, Saver saver)
     {
         return Save(cmyk, width, height, 4, (img, out buf, out len) =>
         {
@@ -66,7 +73,7 @@ internal static partial class VipsTestNative
 
             try
             {
-                return vips_tiffsave_buffer(labelled, out buf, out len, IntPtr.Zero);
+                return saver(labelled, out buf, out len);
             }
             finally
             {

@@ -118,6 +118,14 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public HttpClient Client { get; }
 
+    /// <summary>The gateway's process id (the dotnet host runs it in process).</summary>
+    public int ProcessId => process.Id;
+
+    public bool HasExited => process.HasExited;
+
+    /// <summary>The most resident memory the gateway has used so far (VmHWM).</summary>
+    public long PeakResidentBytes => ReadStatusKilobytes("VmHWM") * 1024;
+
     public string Log
     {
         get
@@ -129,7 +137,10 @@ internal sealed class GatewayProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<GatewayProcess> StartAsync(string library, string db, params string[] settings)
+    public static Task<GatewayProcess> StartAsync(string library, string db, params string[] settings) => StartAsync(library, db, waitForHealth: true, settings);
+
+    /// <summary>Starts a gateway; with <paramref name="waitForHealth"/>, returns once it answers /healthz.</summary>
+    public static async Task<GatewayProcess> StartAsync(string library, string db, bool waitForHealth, params string[] settings)
     {
         var port = TestPaths.FreePort();
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = TestPaths.Repo };
@@ -148,8 +159,35 @@ internal sealed class GatewayProcess : IAsyncDisposable
         p.ErrorDataReceived += (_, e) => g.Append(e.Data);
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        await g.WaitUntilAsync(async () => (await g.Client.GetAsync("healthz").ConfigureAwait(false)).IsSuccessStatusCode, "the gateway to answer /healthz").ConfigureAwait(false);
+        if (waitForHealth)
+        {
+            await g.WaitUntilAsync(async () => (await g.Client.GetAsync("healthz").ConfigureAwait(false)).IsSuccessStatusCode, "the gateway to answer /healthz").ConfigureAwait(false);
+        }
+
         return g;
+    }
+
+    /// <summary>SIGKILL: no shutdown, no flush, no disposal; what is on disk is what a crash leaves.</summary>
+    public async Task KillAsync()
+    {
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync().ConfigureAwait(false);
+        }
+    }
+
+    private long ReadStatusKilobytes(string field)
+    {
+        foreach (var line in File.ReadLines($"/proc/{process.Id}/status"))
+        {
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new InvalidOperationException($"No {field} in /proc/{process.Id}/status.");
     }
 
     /// <summary>

@@ -77,7 +77,7 @@ internal sealed unsafe class DecodeSession : IDisposable
         var session = new DecodeSession(bytes);
         try
         {
-            session.ReadHeader(bytes.Span);
+            session.ReadHeader(bytes.Span, limits);
             var pixels = (long)session.StoredWidth * session.StoredHeight;
             if (pixels > limits.MaxPixels)
             {
@@ -285,7 +285,7 @@ internal sealed unsafe class DecodeSession : IDisposable
     }
 
     /// <summary>Identifies the format from the content and reads the header (lazily: no pixels).</summary>
-    private void ReadHeader(ReadOnlySpan<byte> bytes)
+    private void ReadHeader(ReadOnlySpan<byte> bytes, DecodeLimits limits)
     {
         _ = VipsRuntime.TakeThreadWarning(); // left by an earlier call on this thread
         var loaderName = VipsNative.ForeignFindLoadBuffer(data, length);
@@ -309,6 +309,17 @@ internal sealed unsafe class DecodeSession : IDisposable
         }
 
         format = accepted;
+
+        // libvips' WebP loader allocates its frame buffer (width x height x 4 bytes) while reading
+        // the header: a 60-byte file declaring 16383 x 16383 reserved 1 GB before the limit below
+        // could refuse it. So the declared size of a WebP is checked here, before libvips sees it.
+        if (format.Shrink == ShrinkOnLoad.WebpScale && ImageFormats.DeclaredWebPSize(bytes) is { } declared &&
+            (long)declared.Width * declared.Height > limits.MaxPixels)
+        {
+            throw new InvalidImageException(ImageErrorKind.TooLarge, string.Create(CultureInfo.InvariantCulture,
+                $"The {FormatLabel} image is {declared.Width}x{declared.Height} ({(long)declared.Width * declared.Height} pixels); the limit is {limits.MaxPixels} pixels."));
+        }
+
         header = Load(null, "reading the header");
         StoredWidth = header.Width;
         StoredHeight = header.Height;
@@ -379,7 +390,13 @@ internal sealed unsafe class DecodeSession : IDisposable
             return;
         }
 
-        var image = format.Shrink == ShrinkOnLoad.JpegShrink ? Load("shrink=8", "decoding pixels") : Load(null, "decoding pixels");
+        // libvips rounds the shrunk size down: a JPEG narrower (or shorter) than the factor would
+        // load as 0 pixels wide, which libvips 8.14 does not refuse but aborts the process on
+        // (a failed assertion, "bad dimensions"). So never shrink an axis below one pixel.
+        var shrink = JpegShrinkFactor(StoredWidth, StoredHeight, 1, 1, 1);
+        var image = format.Shrink == ShrinkOnLoad.JpegShrink && shrink > 1
+            ? Load(string.Create(CultureInfo.InvariantCulture, $"shrink={shrink}"), "decoding pixels")
+            : Load(null, "decoding pixels");
         if (VipsNative.Avg(image, out _, IntPtr.Zero) != 0)
         {
             throw Failure("decoding pixels");
@@ -399,6 +416,16 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// </summary>
     private VipsImageHandle ToSrgb8(VipsImageHandle image)
     {
+        // Grey becomes sRGB by joining the band with itself three times, so the pipeline above is
+        // read three times over. A sequential decode can be read only once (libvips: "out of order
+        // read at line N": a valid grey 6000x4000 PNG failed as corrupt at most output sizes), so
+        // grey is computed into memory first. It is the reduced image (within 4x the output per
+        // axis, or a thumbnail), so this costs little.
+        if (image.Bands <= 2)
+        {
+            image = Own(VipsNative.ImageCopyMemory(image), "decoding pixels");
+        }
+
         // 16-bit RGB and grey (alpha included) to 8 bits first, dividing by 257 and rounding
         // (libvips' own 16-to-8 conversion shifts, i.e. truncates; the uchar output of linear truncates,
         // hence the +0.5).

@@ -125,6 +125,40 @@ internal static class ImageFormats
         return null;
     }
 
+    /// <summary>
+    /// The canvas size a WebP file declares in its first chunk (VP8X: the canvas, up to 2^24 per
+    /// side; VP8L and VP8: the image), or null when the bytes are too short or not a WebP. Read
+    /// without libwebp, whose loader in libvips allocates the whole frame while reading the header.
+    /// </summary>
+    public static (int Width, int Height)? DeclaredWebPSize(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length < 30 || !bytes.StartsWith("RIFF"u8) || !bytes[8..12].SequenceEqual("WEBP"u8))
+        {
+            return null;
+        }
+
+        var chunk = bytes[12..16];
+        var data = bytes[20..];
+        if (chunk.SequenceEqual("VP8X"u8))
+        {
+            return (1 + (data[4] | (data[5] << 8) | (data[6] << 16)), 1 + (data[7] | (data[8] << 8) | (data[9] << 16)));
+        }
+
+        if (chunk.SequenceEqual("VP8L"u8) && data[0] == 0x2F)
+        {
+            var bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(data[1..5]);
+            return (1 + (int)(bits & 0x3FFF), 1 + (int)((bits >> 14) & 0x3FFF));
+        }
+
+        if (chunk.SequenceEqual("VP8 "u8) && data[3] == 0x9D && data[4] == 0x01 && data[5] == 0x2A)
+        {
+            return (System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(data[6..8]) & 0x3FFF,
+                System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(data[8..10]) & 0x3FFF);
+        }
+
+        return null;
+    }
+
     /// <summary>A readable name for a refused loader ("PDF"), or the loader's type name.</summary>
     public static string DescribeRefused(string loader)
     {

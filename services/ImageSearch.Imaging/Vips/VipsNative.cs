@@ -198,4 +198,40 @@ internal static partial class VipsNative
     /// <summary>vips_jpegsave_buffer(in, &amp;buf, &amp;len, "Q", q, "strip", s, "optimize_coding", o, NULL); free buf with g_free.</summary>
     [LibraryImport(Vips, EntryPoint = "vips_jpegsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
     internal static partial int JpegSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string qualityName, int quality, string stripName, int strip, string optimizeName, int optimize, IntPtr terminator);
+
+    // ---- Encoding (ImageEncoder) and diagnostics ----
+
+    /// <summary>A new 8-bit image holding a copy of <paramref name="data"/> (width * height * bands bytes).</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_image_new_from_memory_copy")]
+    internal static unsafe partial VipsImageHandle ImageNewFromMemoryCopy(byte* data, nuint size, int width, int height, int bands, int format);
+
+    [LibraryImport(Vips, EntryPoint = "vips_image_set_int", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial void ImageSetInt(VipsImageHandle image, string name, int value);
+
+    /// <summary>vips_&lt;format&gt;save_buffer(in, &amp;buf, &amp;len, name, value, NULL) for the savers that take one int option.</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_pngsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int PngSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string name, int value, IntPtr terminator);
+
+    [LibraryImport(Vips, EntryPoint = "vips_webpsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int WebpSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string name, int value, IntPtr terminator);
+
+    [LibraryImport(Vips, EntryPoint = "vips_gifsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int GifSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string name, int value, IntPtr terminator);
+
+    [LibraryImport(Vips, EntryPoint = "vips_tiffsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int TiffSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string name, int value, IntPtr terminator);
+
+    [LibraryImport(Vips, EntryPoint = "vips_heifsave_buffer", StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int HeifSaveBuffer(VipsImageHandle input, out IntPtr buffer, out nuint length, string name, int value, IntPtr terminator);
+
+    /// <summary>
+    /// Computes <paramref name="image"/> into a new memory image (a new reference), or NULL on error:
+    /// where a pipeline reads its input more than once, the input is then decoded only once.
+    /// </summary>
+    [LibraryImport(Vips, EntryPoint = "vips_image_copy_memory")]
+    internal static partial VipsImageHandle ImageCopyMemory(VipsImageHandle image);
+
+    /// <summary>Bytes libvips currently holds for pixel buffers (vips_tracked_malloc), process-wide.</summary>
+    [LibraryImport(Vips, EntryPoint = "vips_tracked_get_mem")]
+    internal static partial ulong TrackedGetMem();
 }

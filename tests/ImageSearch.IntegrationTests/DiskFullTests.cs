@@ -1,0 +1,121 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace ImageSearch.IntegrationTests;
+
+/// <summary>
+/// The gateway's index lives on a small real filesystem (tmpfs) that fills up while photos are being
+/// ingested: /healthz says the index cannot be written and why, searches keep answering from what
+/// is indexed, and once there is room again ingestion completes by itself.
+/// </summary>
+public sealed class DiskFullTests : IAsyncLifetime
+{
+    private readonly string root = Directory.CreateTempSubdirectory("disk-full-").FullName;
+    private string db = "";
+    private GatewayProcess gateway = null!;
+
+    public async Task InitializeAsync()
+    {
+        db = Directory.CreateDirectory(Path.Combine(root, "db")).FullName;
+        var (code, error) = Run("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", db);
+        Assert.True(code == 0, $"this test mounts a small tmpfs to fill it and needs root (or CAP_SYS_ADMIN): mount said: {error}");
+        var library = TestPaths.MakeLibrary(root, 0);
+        gateway = await GatewayProcess.StartAsync(library, db, "--RateLimit:Enabled=false").ConfigureAwait(false);
+        await gateway.WaitUntilAsync(async () => (await Status().ConfigureAwait(false)).GetProperty("indexed").GetInt64() == TestPaths.VariantSources.Length,
+            "the library to be indexed").ConfigureAwait(false);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await gateway.DisposeAsync().ConfigureAwait(false);
+        _ = Run("umount", db);
+        Directory.Delete(root, recursive: true);
+    }
+
+    [Fact]
+    public async Task A_full_index_disk_is_reported_searches_go_on_and_ingestion_completes_once_there_is_room()
+    {
+        var filler = Path.Combine(db, "filler");
+        Fill(filler);
+        var more = Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal)
+            .Where(f => !TestPaths.VariantSources.Contains(Path.GetFileNameWithoutExtension(f))).Take(6).ToList();
+        foreach (var f in more)
+        {
+            File.Copy(f, Path.Combine(gateway.Library, Path.GetFileName(f)));
+        }
+
+        // The write fails, is retried, and the health report says why.
+        JsonElement health = default;
+        await gateway.WaitUntilAsync(async () =>
+        {
+            var response = await gateway.Client.GetAsync("healthz").ConfigureAwait(false);
+            health = await response.Content.ReadFromJsonAsync<JsonElement>().ConfigureAwait(false);
+            return health.GetProperty("status").GetString() == "Degraded";
+        }, "the health report to show the failing writes");
+        var index = health.GetProperty("checks").GetProperty("index").GetProperty("description").GetString();
+        Assert.Contains("disk is full", index, StringComparison.Ordinal);
+        Assert.Contains("5 images indexed", index, StringComparison.Ordinal);
+
+        // Searches answer from what is indexed.
+        var photo = await File.ReadAllBytesAsync(Path.Combine(TestPaths.Photos, TestPaths.VariantSources[2] + ".jpg"));
+        using var form = new MultipartFormDataContent { { new ByteArrayContent(photo), "image", "q.jpg" } };
+        var search = await gateway.Client.PostAsync("api/search", form);
+        Assert.Equal(HttpStatusCode.OK, search.StatusCode);
+        Assert.Equal(TestPaths.VariantSources[2] + ".jpg", (await search.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits")[0].GetProperty("path").GetString());
+        Assert.Contains("could not be written: its disk is full", gateway.Log, StringComparison.Ordinal);
+
+        // Room again: the retried writes go through without anyone stepping in.
+        File.Delete(filler);
+        var total = TestPaths.VariantSources.Length + more.Count;
+        await gateway.WaitUntilAsync(async () => (await Status().ConfigureAwait(false)).GetProperty("indexed").GetInt64() == total, $"{total} images to be indexed");
+        var healthy = await (await gateway.Client.GetAsync("healthz")).Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("Healthy", healthy.GetProperty("status").GetString());
+        Assert.Equal(0, (await Status()).GetProperty("failed").GetInt64());
+    }
+
+    private async Task<JsonElement> Status() => await gateway.Client.GetFromJsonAsync<JsonElement>("api/status").ConfigureAwait(false);
+
+    /// <summary>Writes zeros until the filesystem has not one byte left.</summary>
+    private static void Fill(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);
+        foreach (var size in new[] { 1 << 20, 4096, 1 })
+        {
+            var block = new byte[size];
+            try
+            {
+                while (true)
+                {
+                    stream.Write(block);
+                }
+            }
+            catch (IOException)
+            {
+                // Full at this block size; go on with smaller ones.
+            }
+        }
+    }
+
+    private static (int Code, string Error) Run(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        try
+        {
+            using var p = Process.Start(psi)!;
+            var error = p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return (p.ExitCode, error);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return (-1, e.Message);
+        }
+    }
+}
