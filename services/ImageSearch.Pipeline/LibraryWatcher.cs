@@ -17,6 +17,12 @@ public sealed partial class LibraryWatcher(
     TimeProvider clock,
     ILogger<LibraryWatcher> logger) : BackgroundService
 {
+    /// <summary>A scan that has not finished in this long is abandoned and retried (it waits on the bus).</summary>
+    private static readonly TimeSpan ScanTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>First wait before retrying a failed scan; doubles up to the rescan interval.</summary>
+    private static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(5);
+
     private readonly ConcurrentDictionary<string, long> dirty = new(StringComparer.Ordinal);
     private volatile bool rescanRequested;
 
@@ -25,12 +31,13 @@ public sealed partial class LibraryWatcher(
         var o = options.Value;
         Directory.CreateDirectory(library.Root);
         using var watcher = o.Watch ? TryStartWatcher() : null;
-        await ScanSafelyAsync(stoppingToken).ConfigureAwait(false);
-
-        var nextRescan = clock.GetTimestamp();
         var settleTicks = (long)(o.SettleTime.TotalSeconds * clock.TimestampFrequency);
         var rescanTicks = (long)(o.RescanInterval.TotalSeconds * clock.TimestampFrequency);
-        nextRescan += rescanTicks;
+
+        // A scan that fails (the broker or the query service away at start) is retried soon, with
+        // backoff, not only at the next periodic rescan (5 minutes by default).
+        var retry = FirstRetry;
+        var nextRescan = NextScan(await ScanSafelyAsync(stoppingToken).ConfigureAwait(false));
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -46,9 +53,8 @@ public sealed partial class LibraryWatcher(
             if (rescanRequested || now >= nextRescan)
             {
                 rescanRequested = false;
-                nextRescan = now + rescanTicks;
                 dirty.Clear();
-                await ScanSafelyAsync(stoppingToken).ConfigureAwait(false);
+                nextRescan = NextScan(await ScanSafelyAsync(stoppingToken).ConfigureAwait(false));
                 continue;
             }
 
@@ -69,17 +75,36 @@ public sealed partial class LibraryWatcher(
                 }
             }
         }
+
+        // When the next full scan is due: a rescan interval after a good one, soon after a failed one.
+        long NextScan(bool succeeded)
+        {
+            if (succeeded)
+            {
+                retry = FirstRetry;
+                return clock.GetTimestamp() + rescanTicks;
+            }
+
+            var wait = Math.Min(rescanTicks, (long)(retry.TotalSeconds * clock.TimestampFrequency));
+            retry = TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, o.RescanInterval.Ticks));
+            return clock.GetTimestamp() + wait;
+        }
     }
 
-    private async Task ScanSafelyAsync(CancellationToken cancellationToken)
+    /// <summary>Runs a full scan within <see cref="ScanTimeout"/>; false when it failed or timed out.</summary>
+    private async Task<bool> ScanSafelyAsync(CancellationToken stoppingToken)
     {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        timeout.CancelAfter(ScanTimeout);
         try
         {
-            await scanner.ScanAsync(cancellationToken).ConfigureAwait(false);
+            await scanner.ScanAsync(timeout.Token).ConfigureAwait(false);
+            return true;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
         {
             LogScanFailed(logger, ex);
+            return false;
         }
     }
 
@@ -137,7 +162,7 @@ public sealed partial class LibraryWatcher(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Library scan failed; will retry at the next rescan")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Library scan failed or timed out; retrying soon")]
     private static partial void LogScanFailed(ILogger logger, Exception ex);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not announce {Path}")]

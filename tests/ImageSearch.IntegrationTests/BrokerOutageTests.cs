@@ -11,6 +11,7 @@ namespace ImageSearch.IntegrationTests;
 /// itself and everything that arrived meanwhile is indexed exactly once, broken files recorded
 /// with their reasons and kept in the ingestion error queue.
 /// </summary>
+[Collection(nameof(ClusterCollection))]
 public sealed class BrokerOutageTests : IAsyncLifetime
 {
     private const int Photos = 8;
@@ -143,3 +144,7 @@ public sealed class BrokerOutageTests : IAsyncLifetime
         TestPaths.RunProcessAsync("bash", [Path.Combine(TestPaths.Repo, "scripts", script), .. args],
             new Dictionary<string, string> { ["IMAGESEARCH_SKIP_SETUP"] = "1" });
 }
+
+/// <summary>Tests that start a whole cluster (broker and five processes) run one at a time: two at once on a small machine only test the machine.</summary>
+[CollectionDefinition(nameof(ClusterCollection))]
+public sealed class ClusterCollection;

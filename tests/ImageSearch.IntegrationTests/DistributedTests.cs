@@ -9,6 +9,7 @@ namespace ImageSearch.IntegrationTests;
 /// <c>./imagesearch cluster up</c>): a real RabbitMQ broker, a query service, three ingest workers,
 /// the watcher and the gateway, each a separate process on loopback.
 /// </summary>
+[Collection(nameof(ClusterCollection))]
 public sealed class DistributedTests : IAsyncLifetime
 {
     private const int Photos = 24;

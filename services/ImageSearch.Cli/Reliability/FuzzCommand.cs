@@ -53,7 +53,8 @@ internal static class FuzzCommand
                 $"{parse.GetValue(seconds)} s; inputs in {folder}");
             var report = fuzzer.Run(seeds, parse.GetValue(seed), null, TimeSpan.FromSeconds(parse.GetValue(seconds)), folder,
                 (i, r) => Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  {i} inputs, {r.Decoded} decoded, {r.Refused.Values.Sum()} refused, {r.Findings.Count} findings, {i / r.Elapsed.TotalSeconds:F0}/s")), ct);
+                    $"  {i} inputs, {r.Decoded} decoded, {r.Refused.Values.Sum()} refused, {r.Findings.Count} findings, {i / r.Elapsed.TotalSeconds:F0}/s; " +
+                    $"since the start libvips {r.VipsBytesGrowth:+0;-0;0} bytes, resident {r.ResidentGrowth / (1024.0 * 1024):+0.0;-0.0} MiB, files {r.FileDescriptorGrowth:+0;-0;0}")), ct);
             Print(report);
             return Task.FromResult(report.Findings.Count == 0 ? 0 : 1);
         });
