@@ -64,7 +64,7 @@ public sealed class DiskFullTests : IAsyncLifetime
         var search = await gateway.Client.PostAsync("api/search", form);
         Assert.Equal(HttpStatusCode.OK, search.StatusCode);
         Assert.Equal(TestPaths.VariantSources[2] + ".jpg", (await search.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits")[0].GetProperty("path").GetString());
-        Assert.Contains("could not be written: its disk is full", gateway.Log, StringComparison.Ordinal);
+        await gateway.WaitUntilAsync(() => Task.FromResult(gateway.Log.Contains("could not be written: its disk is full", StringComparison.Ordinal)), "the log to say why");
 
         // Room again: the retried writes go through without anyone stepping in.
         File.Delete(filler);

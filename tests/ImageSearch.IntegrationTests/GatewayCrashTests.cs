@@ -113,7 +113,9 @@ public sealed class GatewayCrashTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         output.WriteLine($"{Kills} kills ({killedWhileIngesting} mid-ingestion), {acknowledged.Count} images reported indexed before a kill, {files.Count} files / {distinct} images at the end");
-        Assert.True(killedWhileIngesting >= 2, $"only {killedWhileIngesting} of {Kills} kills landed while ingesting");
+        // The first run starts from nothing and is killed at its first progress: at least that one
+        // lands mid-ingestion however fast the machine (here: all of them).
+        Assert.True(killedWhileIngesting >= 1, $"no kill landed while ingesting");
     }
 
     /// <summary>Path -> id of every file the gateway reports indexed (GET /api/files, 100 paths per request).</summary>
