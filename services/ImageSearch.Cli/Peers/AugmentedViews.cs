@@ -157,7 +157,7 @@ internal sealed class AugmentedViews
     private static int Seed(int kindSeed, int photo, int view) => unchecked((((kindSeed * 31) + Version) * 100_003) + (photo * 7_919) + view);
 
     /// <summary>How many views of <paramref name="photo"/> have a row below <paramref name="rows"/>.</summary>
-    private static int ViewsBelow(int rows, int photo, int photos) => rows <= photo ? 0 : ((rows - photo - 1) / photos) + 1;
+    internal static int ViewsBelow(int rows, int photo, int photos) => rows <= photo ? 0 : ((rows - photo - 1) / photos) + 1;
 
     private static Meta? ReadMeta(string path)
     {
