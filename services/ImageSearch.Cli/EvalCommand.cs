@@ -24,6 +24,7 @@ internal static class EvalCommand
         var expand = new Option<int>("--expand") { Description = "Alpha query expansion with this many top neighbours (0 = off)." };
         var regions = new Option<bool>("--regions") { Description = "Region mode for queries without a box: also search sliding windows of the query." };
         var noRerank = new Option<bool>("--no-rerank") { Description = "Do not re-rank the nearest neighbours by local features (SIFT + geometric verification)." };
+        var dba = new Option<int>("--dba") { Description = "Database-side augmentation: re-score the top candidates with each one's vector averaged with this many of its gallery neighbours (0 = off; Augmentation:Neighbours)." };
         var command = new Command("eval", "Score retrieval quality and latency on a benchmark.");
         command.Options.Add(bench);
         command.Options.Add(depth);
@@ -32,6 +33,7 @@ internal static class EvalCommand
         command.Options.Add(regions);
         command.Options.Add(expand);
         command.Options.Add(noRerank);
+        command.Options.Add(dba);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -48,7 +50,13 @@ internal static class EvalCommand
             var summary = await IndexCommand.RunAsync(parse, gallery, db, progress: false, ct).ConfigureAwait(false);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"gallery: {summary.Indexed} images indexed ({summary.Failed} failed) in {summary.Seconds:F1} s; index {db}"));
 
-            using var host = CliHost.Build(parse, gallery, db, PipelineRoles.Query);
+            using var host = CliHost.Build(parse, gallery, db, PipelineRoles.Query, settings =>
+            {
+                if (parse.GetValue(dba) is > 0 and var neighbours)
+                {
+                    settings[AugmentationOptions.Section + ":Neighbours"] = neighbours.ToString(CultureInfo.InvariantCulture);
+                }
+            });
             await host.StartAsync(ct).ConfigureAwait(false);
             try
             {
@@ -71,7 +79,7 @@ internal static class EvalCommand
                 }
 
                 var cutoff = parse.GetValue(k);
-                Console.WriteLine($"model {search.Model.Key} | bench {root} | gallery {set.Gallery.Count} | queries {queries.Count}");
+                Console.WriteLine($"model {search.Model.Key} | bench {root} | gallery {set.Gallery.Count} | queries {queries.Count} | dba {parse.GetValue(dba)}");
                 if (set.Instance.Count > 0)
                 {
                     Console.WriteLine(Table("instance retrieval (relevant = the original)", RetrievalMetrics.ScoreInstance(set.Instance, ranked, cutoff)));

@@ -44,6 +44,7 @@ public static class PipelineServiceCollectionExtensions
         services.AddOptions<LibraryOptions>().Bind(configuration.GetSection(LibraryOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<RerankOptions>().Bind(configuration.GetSection(RerankOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<AugmentationOptions>().Bind(configuration.GetSection(AugmentationOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<IValidateOptions<IngestOptions>>(sp => new DirectUpsertValidator(roles, sp.GetRequiredService<IServiceProviderIsService>()));
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(_ => new IngestionProgress { Enabled = roles.HasFlag(PipelineRoles.Indexer) });

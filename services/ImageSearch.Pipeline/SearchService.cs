@@ -38,9 +38,11 @@ public sealed class SearchService(
     IVectorStore store,
     IOptions<RerankOptions> rerankOptions,
     ILocalFeatureExtractor? features = null,
-    IGeometricVerifier? verifier = null)
+    IGeometricVerifier? verifier = null,
+    IOptions<AugmentationOptions>? augmentationOptions = null)
 {
     private readonly RerankOptions _rerank = rerankOptions.Value;
+    private readonly AugmentationOptions _augmentation = augmentationOptions?.Value ?? new AugmentationOptions();
 
     /// <summary>Whether queries are re-ranked by local features (on, and the extractor and verifier are present).</summary>
     public bool CanRerank => _rerank.Enabled && features is not null && verifier is not null;
@@ -123,6 +125,8 @@ public sealed class SearchService(
             var t = Stopwatch.GetTimestamp();
             var q = queries[i];
             var wanted = queryFeatures[i] is null ? q.Top : Math.Max(q.Top, _rerank.Depth);
+            var augment = _augmentation.Neighbours > 0 && views[i].Count == 1;
+            wanted = augment ? Math.Max(wanted, _augmentation.Depth) : wanted;
             IReadOnlyList<SearchHit> hits;
             if (views[i].Count == 1)
             {
@@ -131,6 +135,10 @@ public sealed class SearchService(
                 hits = q.Expand > 0 && hits.Count > 0
                     ? await ExpandAsync(vectors[next], hits, q.Expand, wanted, q.Exact, ct).ConfigureAwait(false)
                     : hits.Take(wanted).ToList();
+                if (augment)
+                {
+                    hits = await DatabaseAugmentation.RescoreAsync(store, vectors[next], hits, _augmentation.Neighbours, _augmentation.Depth, q.Exact, ct).ConfigureAwait(false);
+                }
             }
             else
             {
