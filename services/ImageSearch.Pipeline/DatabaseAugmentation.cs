@@ -50,6 +50,14 @@ public static class DatabaseAugmentation
     public const float Alpha = 1;
 
     /// <summary>
+    /// A neighbour this close to the query is the query itself, stored in the gallery (a "find
+    /// similar" on an indexed photo, or a leave-one-out benchmark query). It is not used to augment a
+    /// candidate: it would only add the candidate's cosine with the query a second time, and a query
+    /// from outside the gallery could never have it.
+    /// </summary>
+    public const float QueryCopyCosine = 0.999f;
+
+    /// <summary>
     /// <paramref name="self"/> plus each neighbour's vector weighted by max(0, its cosine with
     /// <paramref name="self"/>)^<paramref name="alpha"/>, L2-normalised. Neighbours with a cosine of 0 or
     /// less add nothing; with no neighbours the result is <paramref name="self"/> normalised.
@@ -117,7 +125,7 @@ public static class DatabaseAugmentation
     /// <summary>
     /// Re-orders the first <paramref name="depth"/> of <paramref name="candidates"/> by the query's
     /// cosine with their augmented vectors, each candidate augmented with its
-    /// <paramref name="neighbours"/> nearest gallery images (itself excluded) from
+    /// <paramref name="neighbours"/> nearest gallery images (itself and copies of the query excluded) from
     /// <paramref name="store"/>; candidates beyond <paramref name="depth"/> follow unchanged. A
     /// candidate removed from the store meanwhile keeps its place at the end of the re-scored head.
     /// </summary>
@@ -131,6 +139,8 @@ public static class DatabaseAugmentation
             return candidates;
         }
 
+        var norm = MathF.Sqrt(Dot(query, query));
+        query = norm > 0 ? query.Select(x => x / norm).ToArray() : query;
         var head = candidates.Take(depth).ToList();
         var known = new Dictionary<ImageId, float[]>();
         var present = new List<SearchHit>(head.Count);
@@ -144,11 +154,12 @@ public static class DatabaseAugmentation
                 continue;
             }
 
-            var around = await store.SearchAsync(self, new VectorQuery(neighbours + 1, exact), ct).ConfigureAwait(false);
+            // One more than wanted for the candidate itself, one for a copy of the query.
+            var around = await store.SearchAsync(self, new VectorQuery(neighbours + 2, exact), ct).ConfigureAwait(false);
             var vectors = new List<float[]>(neighbours);
-            foreach (var n in around.Where(n => n.Id != hit.Id).Take(neighbours))
+            foreach (var n in around.Where(n => n.Id != hit.Id))
             {
-                if (await VectorOfAsync(n.Id).ConfigureAwait(false) is { } v)
+                if (vectors.Count < neighbours && await VectorOfAsync(n.Id).ConfigureAwait(false) is { } v && Dot(query, v) < QueryCopyCosine)
                 {
                     vectors.Add(v);
                 }
