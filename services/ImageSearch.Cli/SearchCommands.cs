@@ -14,6 +14,7 @@ internal static class SearchCommands
     private static readonly Option<bool> Regions = new("--regions") { Description = "Without --box: also search sliding windows of the query (finds a photo shown inside a larger scene)." };
     private static readonly Option<bool> NoRerank = new("--no-rerank") { Description = "Do not re-rank the nearest neighbours by local features (SIFT + geometric verification)." };
     private static readonly Option<int> Expand = new("--expand") { Description = "Alpha query expansion with this many top neighbours (0 = off; 5 suits \"more like this\")." };
+    private static readonly Option<int> Dba = new("--dba") { Description = "Database-side augmentation: re-score the top 100 with each one's vector averaged with this many of its gallery neighbours (0 = off; 3 suits \"more like this\"; Augmentation:Neighbours)." };
 
     public static Command CreateSearch()
     {
@@ -27,6 +28,7 @@ internal static class SearchCommands
         command.Options.Add(Regions);
         command.Options.Add(NoRerank);
         command.Options.Add(Expand);
+        command.Options.Add(Dba);
         CliHost.AddCommon(command);
         command.SetAction(async (parse, ct) =>
         {
@@ -53,6 +55,11 @@ internal static class SearchCommands
             if (top is < 1 or > SearchLimits.MaxTop)
             {
                 return Fail($"search: --top must be between 1 and {SearchLimits.MaxTop}.");
+            }
+
+            if (parse.GetValue(Dba) is < 0 or > 50)
+            {
+                return Fail("search: --dba must be between 0 and 50.");
             }
 
             using var host = OpenIndex(parse, out var error);
@@ -277,7 +284,13 @@ internal static class SearchCommands
             return null;
         }
 
-        return CliHost.Build(parse, library, db, PipelineRoles.Query);
+        return CliHost.Build(parse, library, db, PipelineRoles.Query, settings =>
+        {
+            if (parse.GetResult(Dba) is not null && parse.GetValue(Dba) is > 0 and var neighbours)
+            {
+                settings[AugmentationOptions.Section + ":Neighbours"] = neighbours.ToString(CultureInfo.InvariantCulture);
+            }
+        });
     }
 
     private static int Fail(string message)

@@ -99,6 +99,31 @@ public sealed class CliTests(CliIndexFixture fixture) : IClassFixture<CliIndexFi
     }
 
     [Fact]
+    public async Task Search_with_database_side_augmentation_rescores_the_candidates_keeps_the_source_first_and_refuses_a_bad_count()
+    {
+        var crop = Path.Combine(TestPaths.Variants, "nature-woods-and-bench.crop50.jpg");
+        var (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", crop, "--db", fixture.Db, "--top", "15", "--no-rerank");
+        Assert.True(code == 0, stderr);
+        var plain = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+
+        (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", crop, "--db", fixture.Db, "--top", "15", "--no-rerank", "--dba", "3");
+        Assert.True(code == 0, stderr);
+        var augmented = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        Assert.EndsWith(" nature-woods-and-bench.jpg", augmented[0].Trim(), StringComparison.Ordinal);
+
+        // Same candidates (augmentation re-scores, it does not search further), other scores: each is
+        // the query's cosine with the candidate averaged with its neighbours, no longer the plain cosine.
+        static string PathOf(string line) => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[3];
+        static string ScoreOf(string line) => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        Assert.Equal(plain.Select(PathOf).Order(StringComparer.Ordinal), augmented.Select(PathOf).Order(StringComparer.Ordinal));
+        Assert.NotEqual(plain.Select(ScoreOf), augmented.Select(ScoreOf));
+
+        (code, _, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", crop, "--db", fixture.Db, "--dba", "99");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--dba must be between 0 and 50", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Search_batch_writes_ranked_results_in_both_formats()
     {
         var dir = Directory.CreateTempSubdirectory("batch-").FullName;
