@@ -23,7 +23,7 @@ internal static class CalibrateCommand
         var images = new Option<string>("--images") { Description = "Folder of calibration photos.", Required = true };
         var whiten = new Option<bool>("--whiten") { Description = "Also learn a PCA-whitening (default: centring only)." };
         var dims = new Option<int?>("--dims") { Description = "With --whiten: output dimensions kept." };
-        var head = new Option<string?>("--head") { Description = "With --whiten: also train a projection head on augmented views of the photos in this folder (your gallery)." };
+        var head = new Option<string?>("--head") { Description = "With --whiten: also train a projection head on augmented views of the photos in this folder (your gallery, or photos that are not: docs/QUALITY.md measures both)." };
         var headViews = new Option<int>("--head-views") { Description = "Augmented views per photo for --head.", DefaultValueFactory = _ => 8 };
         var output = new Option<string?>("--out") { Description = "Write the calibration here instead of models/NAME/calibration.bin (use it with --Embedding:CalibrationFile)." };
         var command = new Command("calibrate", "Learn a model's centring/whitening from calibration photos.");
