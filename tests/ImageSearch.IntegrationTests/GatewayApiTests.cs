@@ -119,6 +119,36 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_gateway_configured_for_database_side_augmentation_rescores_the_same_candidates_and_keeps_each_source_first()
+    {
+        // The same photos as the fixture's library, in a gateway of their own with Augmentation:Neighbours=3.
+        var root = Directory.CreateTempSubdirectory("gateway-dba-").FullName;
+        try
+        {
+            var library = TestPaths.MakeLibrary(root, IndexedGatewayFixture.LibrarySize - TestPaths.VariantSources.Length);
+            await using var augmented = await GatewayProcess.StartAsync(library, Path.Combine(root, "db"), "--Augmentation:Neighbours=3");
+            await augmented.WaitUntilAsync(async () => (await IndexedGatewayFixture.Status(augmented.Client)).GetProperty("indexed").GetInt64() == IndexedGatewayFixture.LibrarySize,
+                $"{IndexedGatewayFixture.LibrarySize} images to be indexed");
+            foreach (var source in TestPaths.VariantSources)
+            {
+                var query = Path.Combine(TestPaths.Variants, source + ".crop50.jpg");
+                var plain = await SearchAsync(Client, query, top: IndexedGatewayFixture.LibrarySize, rerank: false);
+                var rescored = await SearchAsync(augmented.Client, query, top: IndexedGatewayFixture.LibrarySize, rerank: false);
+                Assert.Equal(source + ".jpg", rescored[0].GetProperty("path").GetString());
+                Assert.Equal(Paths(plain).Order(StringComparer.Ordinal), Paths(rescored).Order(StringComparer.Ordinal));
+                Assert.NotEqual(plain.Select(h => h.GetProperty("score").GetSingle()), rescored.Select(h => h.GetProperty("score").GetSingle()));
+                AssertRankedOrder(rescored);
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+
+        static IEnumerable<string> Paths(List<JsonElement> hits) => hits.Select(h => h.GetProperty("path").GetString()!);
+    }
+
+    [Fact]
     public async Task An_invalid_regions_field_is_a_problem() =>
         await AssertFieldRefusedAsync("regions", "sometimes", "regions must be true or false");
 
@@ -282,7 +312,10 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         }
     }
 
-    private async Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false, int expand = 0, bool rerank = true)
+    private Task<List<JsonElement>> SearchAsync(string path, string? box = null, int top = 10, bool regions = false, int expand = 0, bool rerank = true) =>
+        SearchAsync(Client, path, box, top, regions, expand, rerank);
+
+    private static async Task<List<JsonElement>> SearchAsync(HttpClient client, string path, string? box = null, int top = 10, bool regions = false, int expand = 0, bool rerank = true)
     {
         using var form = Form(await File.ReadAllBytesAsync(path), Path.GetFileName(path));
         if (!rerank)
@@ -306,7 +339,7 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         }
 
         form.Add(new StringContent(top.ToString(System.Globalization.CultureInfo.InvariantCulture)), "top");
-        var response = await Client.PostAsync("api/search", form);
+        var response = await client.PostAsync("api/search", form);
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, body);
         return JsonDocument.Parse(body).RootElement.GetProperty("hits").EnumerateArray().ToList();
