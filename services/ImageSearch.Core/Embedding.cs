@@ -19,5 +19,19 @@ public interface IEmbedder : IDisposable
     string Device { get; }
 
     /// <summary>Embeds a batch; every image must be <see cref="EmbeddingModelInfo.InputWidth"/> x <see cref="EmbeddingModelInfo.InputHeight"/>.</summary>
+    /// <remarks>One image runs as a query (<see cref="EmbeddingWorkload.Latency"/>), several as ingestion (<see cref="EmbeddingWorkload.Throughput"/>).</remarks>
     float[][] Embed(IReadOnlyList<RgbImage> images);
+
+    /// <summary>Embeds a batch the way <paramref name="workload"/> wants it run (implementations without the distinction ignore it).</summary>
+    float[][] Embed(IReadOnlyList<RgbImage> images, EmbeddingWorkload workload) => Embed(images);
+}
+
+/// <summary>How a call to <see cref="IEmbedder.Embed(IReadOnlyList{RgbImage}, EmbeddingWorkload)"/> should use the cores.</summary>
+public enum EmbeddingWorkload
+{
+    /// <summary>Finish this call soon: spread each operator over every core (queries).</summary>
+    Latency,
+
+    /// <summary>Most images per second while other calls and decoders share the cores: few threads per call (ingestion).</summary>
+    Throughput,
 }

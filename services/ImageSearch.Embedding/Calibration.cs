@@ -140,7 +140,7 @@ public sealed class Calibration
     /// Learns the mean and (by default) a PCA-whitening projection from raw model outputs.
     /// </summary>
     /// <param name="modelKey">"name@version" of the model that produced <paramref name="rawVectors"/>.</param>
-    /// <param name="rawVectors">At least two raw vectors of equal length, e.g. from <see cref="OnnxEmbedder.EmbedRaw"/>.</param>
+    /// <param name="rawVectors">At least two raw vectors of equal length, e.g. from <see cref="OnnxEmbedder.EmbedRaw(System.Collections.Generic.IReadOnlyList{ImageSearch.Core.RgbImage})"/>.</param>
     /// <param name="options">What to learn; defaults to whitening all meaningful components with β = 0.1.</param>
     /// <remarks>
     /// <para>

@@ -124,7 +124,7 @@ public sealed class OnnxEmbedder : IEmbedder
     /// <summary>"cpu" or "cuda": the device the model runs on (CUDA never silently falls back to the CPU).</summary>
     public string Device { get; }
 
-    /// <summary>The calibration applied by <see cref="Embed"/>, or null when the model folder has none.</summary>
+    /// <summary>The calibration applied by <see cref="Embed(IReadOnlyList{RgbImage})"/>, or null when the model folder has none.</summary>
     public Calibration? Calibration { get; }
 
     /// <summary>Full path of the model folder.</summary>
@@ -138,10 +138,14 @@ public sealed class OnnxEmbedder : IEmbedder
     /// <summary>Full path of the ONNX Runtime native core the process uses.</summary>
     public string NativeLibraryPath { get; }
 
-    /// <summary>Embeds a batch into unit-length vectors (see <see cref="IEmbedder.Embed"/>).</summary>
-    public float[][] Embed(IReadOnlyList<RgbImage> images)
+    /// <summary>Embeds a batch into unit-length vectors: one image on the latency session, several on the throughput session.</summary>
+    public float[][] Embed(IReadOnlyList<RgbImage> images) =>
+        Embed(images, images?.Count > 1 ? EmbeddingWorkload.Throughput : EmbeddingWorkload.Latency);
+
+    /// <summary>Embeds a batch into unit-length vectors on the session <paramref name="workload"/> names.</summary>
+    public float[][] Embed(IReadOnlyList<RgbImage> images, EmbeddingWorkload workload)
     {
-        var vectors = EmbedRaw(images);
+        var vectors = EmbedRaw(images, workload);
         for (var i = 0; i < vectors.Length; i++)
         {
             if (Calibration is null)
@@ -162,7 +166,11 @@ public sealed class OnnxEmbedder : IEmbedder
     /// normalised): the input <see cref="Embedding.Calibration.Fit"/> learns from.
     /// </summary>
     /// <exception cref="ArgumentException">An image is not <see cref="EmbeddingModelInfo.InputWidth"/> x <see cref="EmbeddingModelInfo.InputHeight"/> RGB.</exception>
-    public float[][] EmbedRaw(IReadOnlyList<RgbImage> images)
+    public float[][] EmbedRaw(IReadOnlyList<RgbImage> images) =>
+        EmbedRaw(images, images?.Count > 1 ? EmbeddingWorkload.Throughput : EmbeddingWorkload.Latency);
+
+    /// <summary>The raw output (see <see cref="EmbedRaw(IReadOnlyList{RgbImage})"/>) computed on the session <paramref name="workload"/> names.</summary>
+    public float[][] EmbedRaw(IReadOnlyList<RgbImage> images, EmbeddingWorkload workload)
     {
         ArgumentNullException.ThrowIfNull(images);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref disposed) != 0, this);
@@ -180,7 +188,7 @@ public sealed class OnnxEmbedder : IEmbedder
         }
 
         var result = new float[images.Count][];
-        var runner = images.Count > 1 ? BatchSession() : session;
+        var runner = workload == EmbeddingWorkload.Throughput ? BatchSession() : session;
         for (var start = 0; start < images.Count; start += batchSize)
         {
             RunBatch(runner, images, start, Math.Min(batchSize, images.Count - start), result);

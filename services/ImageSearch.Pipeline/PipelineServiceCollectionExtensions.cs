@@ -66,6 +66,8 @@ public static class PipelineServiceCollectionExtensions
 
         if (roles.HasFlag(PipelineRoles.Query))
         {
+            services.AddOptions<SearchOptions>().Bind(configuration.GetSection(SearchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+            services.TryAddSingleton<QueryEmbeddingQueue>();
             services.TryAddSingleton<SearchService>();
         }
 

@@ -36,6 +36,7 @@ public sealed class SearchService(
     IImageDecoder decoder,
     IEmbedder embedder,
     IVectorStore store,
+    QueryEmbeddingQueue queryEmbeddings,
     IOptions<RerankOptions> rerankOptions,
     ILocalFeatureExtractor? features = null,
     IGeometricVerifier? verifier = null,
@@ -115,7 +116,7 @@ public sealed class SearchService(
             ExceptionDispatchInfo.Throw(bad);
         }
 
-        var vectors = EmbedAll(views.SelectMany(v => v).ToArray(), ct);
+        var vectors = await queryEmbeddings.EmbedAsync(views.SelectMany(v => v).ToArray(), ct).ConfigureAwait(false);
         var embedMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds / queries.Count;
 
         var results = new SearchResult[queries.Count];
@@ -259,33 +260,6 @@ public sealed class SearchService(
 
     /// <summary>The exponent of alpha query expansion's weights.</summary>
     public const float ExpansionAlpha = 1;
-
-    /// <summary>Embeds many views with every core: one share per core, each a batch of at least two.</summary>
-    private float[][] EmbedAll(RgbImage[] images, CancellationToken ct)
-    {
-        var shares = Math.Min(Environment.ProcessorCount, images.Length / 2);
-        if (shares <= 1)
-        {
-            return embedder.Embed(images);
-        }
-
-        var vectors = new float[images.Length][];
-        try
-        {
-            Parallel.For(0, shares, new ParallelOptions { CancellationToken = ct, MaxDegreeOfParallelism = shares }, s =>
-            {
-                var from = images.Length * s / shares;
-                var to = images.Length * (s + 1) / shares;
-                embedder.Embed(images[from..to]).CopyTo(vectors, from);
-            });
-        }
-        catch (AggregateException e) when (e.InnerExceptions.Count > 0)
-        {
-            ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
-        }
-
-        return vectors;
-    }
 
     /// <summary>Images similar to an indexed one (itself excluded), re-ranked with its stored local features when there are any.</summary>
     public async Task<SearchResult?> SearchByIdAsync(ImageId id, int top, bool exact = false, bool rerank = true, CancellationToken ct = default)

@@ -1,7 +1,7 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using ImageSearch.Tests.Shared;
 
 namespace ImageSearch.IntegrationTests;
 
@@ -19,8 +19,7 @@ public sealed class DiskFullTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         db = Directory.CreateDirectory(Path.Combine(root, "db")).FullName;
-        var (code, error) = Run("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", db);
-        Assert.True(code == 0, $"this test mounts a small tmpfs to fill it and needs root (or CAP_SYS_ADMIN): mount said: {error}");
+        SmallDisk.Mount(db, 32);
         var library = TestPaths.MakeLibrary(root, 0);
         gateway = await GatewayProcess.StartAsync(library, db, "--RateLimit:Enabled=false").ConfigureAwait(false);
         await gateway.WaitUntilAsync(async () => (await Status().ConfigureAwait(false)).GetProperty("indexed").GetInt64() == TestPaths.VariantSources.Length,
@@ -30,7 +29,7 @@ public sealed class DiskFullTests : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await gateway.DisposeAsync().ConfigureAwait(false);
-        _ = Run("umount", db);
+        SmallDisk.Unmount(db);
         Directory.Delete(root, recursive: true);
     }
 
@@ -38,7 +37,7 @@ public sealed class DiskFullTests : IAsyncLifetime
     public async Task A_full_index_disk_is_reported_searches_go_on_and_ingestion_completes_once_there_is_room()
     {
         var filler = Path.Combine(db, "filler");
-        Fill(filler);
+        SmallDisk.Fill(filler);
         var more = Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal)
             .Where(f => !TestPaths.VariantSources.Contains(Path.GetFileNameWithoutExtension(f))).Take(6).ToList();
         foreach (var f in more)
@@ -76,46 +75,4 @@ public sealed class DiskFullTests : IAsyncLifetime
     }
 
     private async Task<JsonElement> Status() => await gateway.Client.GetFromJsonAsync<JsonElement>("api/status").ConfigureAwait(false);
-
-    /// <summary>Writes zeros until the filesystem has not one byte left.</summary>
-    private static void Fill(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);
-        foreach (var size in new[] { 1 << 20, 4096, 1 })
-        {
-            var block = new byte[size];
-            try
-            {
-                while (true)
-                {
-                    stream.Write(block);
-                }
-            }
-            catch (IOException)
-            {
-                // Full at this block size; go on with smaller ones.
-            }
-        }
-    }
-
-    private static (int Code, string Error) Run(string program, params string[] args)
-    {
-        var psi = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        try
-        {
-            using var p = Process.Start(psi)!;
-            var error = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode, error);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, e.Message);
-        }
-    }
 }

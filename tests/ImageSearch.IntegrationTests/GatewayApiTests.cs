@@ -149,6 +149,35 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Concurrent_searches_get_the_answers_they_get_one_at_a_time()
+    {
+        // Queries that arrive together share model runs (QueryEmbeddingQueue): each must still get
+        // its own hits, in its own order, with the scores it gets alone (up to float rounding, since
+        // a batch runs through other kernels than a single image).
+        var queries = TestPaths.VariantSources.SelectMany(s => new[] { $"{s}.crop50.jpg", $"{s}.grey.jpg" })
+            .Select(f => Path.Combine(TestPaths.Variants, f)).ToList();
+        var alone = new List<List<JsonElement>>();
+        foreach (var q in queries)
+        {
+            alone.Add(await SearchAsync(q, top: 3, rerank: false));
+        }
+
+        var together = await Task.WhenAll(queries.Select(q => SearchAsync(q, top: 3, rerank: false)));
+
+        for (var i = 0; i < queries.Count; i++)
+        {
+            Assert.Equal(alone[i][0].GetProperty("id").GetString(), together[i][0].GetProperty("id").GetString());
+            foreach (var (a, b) in alone[i].Zip(together[i]))
+            {
+                if (a.GetProperty("id").GetString() == b.GetProperty("id").GetString())
+                {
+                    Assert.Equal(a.GetProperty("score").GetDouble(), b.GetProperty("score").GetDouble(), 1e-3);
+                }
+            }
+        }
+    }
+
+    [Fact]
     public async Task An_invalid_regions_field_is_a_problem() =>
         await AssertFieldRefusedAsync("regions", "sometimes", "regions must be true or false");
 

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using ImageSearch.Core;
+using ImageSearch.Tests.Shared;
 
 namespace ImageSearch.VectorStore.Tests;
 
@@ -17,7 +17,7 @@ public sealed class DiskFullTests : IDisposable
 
     public void Dispose()
     {
-        _ = Run("umount", _temp.Path);
+        SmallDisk.Unmount(_temp.Path);
         _temp.Dispose();
     }
 
@@ -25,8 +25,7 @@ public sealed class DiskFullTests : IDisposable
     public async Task A_full_disk_fails_the_write_clearly_and_the_index_stays_readable()
     {
         // A 6 MB tmpfs: mounting needs root (CI runs as root); an unprivileged run says so.
-        var (code, error) = Run("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", _temp.Path);
-        Assert.True(code == 0, $"this test mounts a small tmpfs to fill it and needs root (or CAP_SYS_ADMIN): mount said: {error}");
+        SmallDisk.Mount(_temp.Path, 6);
         var folder = Path.Combine(_temp.Path, "index");
         var options = new EmbeddedStoreOptions { Directory = folder, SnapshotEvery = 50, ExactThreshold = 0 };
 
@@ -42,7 +41,7 @@ public sealed class DiskFullTests : IDisposable
             }
 
             // Another program takes every byte left.
-            Fill(filler);
+            SmallDisk.Fill(filler);
 
             // Writes now fail, each with the reason, and change nothing.
             failure = await Assert.ThrowsAnyAsync<Exception>(() => store.UpsertAsync(TestData.Records(1000, 20, Dim)));
@@ -85,57 +84,6 @@ public sealed class DiskFullTests : IDisposable
         {
             var hits = await store.SearchAsync(TestData.Vector(n, Dim), new VectorQuery(1));
             Assert.Equal(TestData.Id(n), hits[0].Id);
-        }
-    }
-
-    /// <summary>Writes zeros until the filesystem refuses (ENOSPC), then keeps what was written.</summary>
-    private static void Fill(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.None);
-        var block = new byte[64 * 1024];
-        try
-        {
-            while (true)
-            {
-                stream.Write(block);
-            }
-        }
-        catch (IOException)
-        {
-            // Full. Top up the last partial block byte by byte.
-        }
-
-        try
-        {
-            while (true)
-            {
-                stream.Write(block, 0, 1);
-            }
-        }
-        catch (IOException)
-        {
-            // Not one byte left.
-        }
-    }
-
-    private static (int Code, string Error) Run(string program, params string[] args)
-    {
-        var psi = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        try
-        {
-            using var p = Process.Start(psi)!;
-            var error = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            return (p.ExitCode, error);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, e.Message);
         }
     }
 }
