@@ -41,8 +41,8 @@ public sealed class AugmentationOptions
 /// <para>
 /// With several query services behind the gateway, each shard finds a candidate's neighbours among
 /// its own images only, so augmented scores there are approximate (as query expansion's are).
-/// Applied to image queries with one view (not region mode, whose scores are margins, and not yet
-/// to search by id); with query expansion, the expanded hits are re-scored against the query as sent.
+/// Applied to image queries with one view (not region mode, whose scores are margins) and to search
+/// by id ("find similar"); with query expansion, the expanded hits are re-scored against the query as sent.
 /// </para>
 /// </remarks>
 public static class DatabaseAugmentation

@@ -275,8 +275,15 @@ public sealed class SearchService(
             ? TryParse(blob)
             : null;
         var wanted = own is null ? top : Math.Max(top, _rerank.Depth);
+        wanted = _augmentation.Neighbours > 0 ? Math.Max(wanted, _augmentation.Depth) : wanted;
         var hits = await store.SearchAsync(record.Vector, new VectorQuery(wanted + 1, exact), ct).ConfigureAwait(false);
         IReadOnlyList<SearchHit> others = hits.Where(h => h.Id != id).ToList();
+        if (_augmentation.Neighbours > 0)
+        {
+            // The image itself is the query's copy in the gallery: it augments no candidate.
+            others = await DatabaseAugmentation.RescoreAsync(store, record.Vector, others, _augmentation.Neighbours, _augmentation.Depth, exact, ct).ConfigureAwait(false);
+        }
+
         if (own is not null)
         {
             others = await RerankAsync(others, own, ct).ConfigureAwait(false);

@@ -106,6 +106,13 @@ public sealed class DatabaseAugmentationTests : IDisposable
         var expectedSimilar = await BruteForceAsync(store, whole, remaining, Neighbours);
         Assert.Equal(expectedSimilar.Select(e => e.Id), similar.Hits.Select(h => h.Id));
         Assert.Equal(expectedSimilar.Select(e => e.Score), similar.Hits.Select(h => h.Score), (a, b) => MathF.Abs(a - b) < 1e-4f);
+
+        // "Find similar" by id: the stored vector is the query, the image itself is neither a hit nor a neighbour.
+        var byId = await search.SearchByIdAsync(remaining[0], paths.Length);
+        var stored = (await store.GetAsync(remaining[0]))!.Vector;
+        var expectedById = (await BruteForceAsync(store, stored, remaining, Neighbours)).Where(e => e.Id != remaining[0]).ToList();
+        Assert.Equal(expectedById.Select(e => e.Id), byId!.Hits.Select(h => h.Id));
+        Assert.Equal(expectedById.Select(e => e.Score), byId.Hits.Select(h => h.Score), (a, b) => MathF.Abs(a - b) < 1e-4f);
     }
 
     /// <summary>
