@@ -10,6 +10,11 @@ namespace ImageSearch.Cli.Tests;
 /// files through every decoding call and SIFT find no exception other than a refusal, no slow call
 /// and no libvips memory left behind. The bench runs the same fuzzer for minutes.
 /// </summary>
+/// <remarks>
+/// Runs alone: it counts the process's file descriptors, and another test class running beside it
+/// (RetrievalMetricsTests starts score.py with redirected pipes) made that count flaky.
+/// </remarks>
+[Collection(nameof(DecodeFuzzTests))]
 public sealed class DecodeFuzzTests
 {
     private static readonly VipsImageDecoder Decoder = new();
@@ -62,3 +67,7 @@ public sealed class DecodeFuzzTests
         throw new InvalidOperationException("Repository root not found; run ./imagesearch test (it fetches test-data/).");
     }
 }
+
+/// <summary>Keeps <see cref="DecodeFuzzTests"/> from running in parallel with any other test.</summary>
+[CollectionDefinition(nameof(DecodeFuzzTests), DisableParallelization = true)]
+public sealed class DecodeFuzzCollection;
