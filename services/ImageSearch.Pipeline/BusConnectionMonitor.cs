@@ -14,6 +14,8 @@ namespace ImageSearch.Pipeline;
 /// start, or after losing the broker) it logs an error naming the broker, and its health check
 /// ("bus") turns Unhealthy with the broker, for how long and MassTransit's own account. The bus
 /// keeps retrying meanwhile; when it connects the check turns Healthy and the recovery is logged.
+/// "Connected" is MassTransit's Healthy: the connection up and every receive endpoint ready, so an
+/// endpoint that stays faulted with the broker up is reported too (MassTransit's account says which).
 /// </summary>
 public sealed partial class BusConnectionMonitor(IBusControl bus, IOptions<BusOptions> options, TimeProvider clock, ILogger<BusConnectionMonitor> logger)
     : BackgroundService, IHealthCheck
