@@ -52,6 +52,14 @@ wait_healthy() { # url, name
   echo "cluster: $2 did not become healthy; see $state/logs/$2.log" >&2; tail -20 "$state/logs/$2.log" >&2; return 1
 }
 
+wait_ready() { # url, name: /healthz says Healthy (its bus connected, every queue it consumes bound)
+  for _ in $(seq 1 400); do
+    [[ $(health "$1") == Healthy ]] && return 0
+    sleep 0.3
+  done
+  echo "cluster: $2 is not ready: $(health "$1"); see $state/logs/$2.log" >&2; return 1
+}
+
 stop_all() {
   if [[ -f "$state/pids" ]]; then
     while read -r pid _; do kill "$pid" 2>/dev/null || true; done <"$state/pids"
@@ -85,7 +93,12 @@ case $cmd in
     qport=$(free_port)
     start query "http://127.0.0.1:$qport" "$(bin Query)"
     wait_healthy "http://127.0.0.1:$qport" query
-    for i in $(seq 1 "$workers"); do start "ingest-$i" "http://127.0.0.1:$(free_port)" "$(bin Ingest)"; done
+    worker_urls=()
+    for i in $(seq 1 "$workers"); do worker_urls+=("http://127.0.0.1:$(free_port)"); start "ingest-$i" "${worker_urls[-1]}" "$(bin Ingest)"; done
+    # The watcher announces what it finds as soon as its bus is up. On a new broker the ingest queue
+    # exists only once a worker's bus has bound it, and what is published before that is dropped
+    # (until the next rescan, 5 minutes later): so the watcher starts once the workers are ready.
+    for i in $(seq 1 "$workers"); do wait_ready "${worker_urls[$((i - 1))]}" "ingest-$i"; done
     start watcher "http://127.0.0.1:$(free_port)" "$(bin Watcher)"
     start gateway "http://127.0.0.1:$port" "$(bin Gateway)" --Gateway:QueryServices:0="http://127.0.0.1:$qport"
     wait_healthy "http://127.0.0.1:$port" gateway
