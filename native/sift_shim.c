@@ -575,8 +575,6 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
                                                                  double angle0) {
   window g;
   if (!descriptor_window(f, k, angle0, &g)) return;
-  memset(descr, 0, sizeof(float) * NBO * NBP * NBP);
-  float *dpt = descr + (NBP / 2) * NBO * NBP + (NBP / 2) * NBO;
   float const wsigma = (float)f->windowSize;
   double const window_den = 2.0 * wsigma * wsigma;
   const __m512d ct0 = _mm512_set1_pd(g.ct0), nst0 = _mm512_set1_pd(-g.st0), SBP = _mm512_set1_pd(g.SBP);
@@ -586,9 +584,15 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
   const __m512i deinterleave = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m256 two_pi_f = _mm256_set1_ps((float)(2 * VL_PI)), zero_f = _mm256_setzero_ps();
   int x_from = VL_MAX(-g.W, 1 - g.xi), x_to = VL_MIN(+g.W, g.w - g.xi - 2);
-  int binxs[8] __attribute__((aligned(32))), binys[8] __attribute__((aligned(32))), bints[8] __attribute__((aligned(32)));
-  float wms[8] __attribute__((aligned(32))), rxs[8] __attribute__((aligned(32))), rys[8] __attribute__((aligned(32))),
-      rts[8] __attribute__((aligned(32)));
+  /* The histogram with a border of one spatial bin on every side (6 x 6 x 8): the bins a sample
+   * misses in VLFeat's bounds tests fall in the border, so the adds need no tests. */
+  enum { PAD_Y = (NBP + 2) * NBO };
+  float hist[(NBP + 2) * (NBP + 2) * NBO] __attribute__((aligned(64)));
+  memset(hist, 0, sizeof hist);
+  float weights[8][8] __attribute__((aligned(32)));
+  int bases[8] __attribute__((aligned(32))), t0s[8] __attribute__((aligned(32))), t1s[8] __attribute__((aligned(32)));
+  const __m256 one_f = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  const __m256i seven = _mm256_set1_epi32(NBO - 1);
   for (int dyi = VL_MAX(-g.W, 1 - g.yi); dyi <= VL_MIN(+g.W, g.h - g.yi - 2); ++dyi) {
     float dyf = g.yi + dyi - g.y;
     double const st0dy = g.st0 * dyf, ct0dy = g.ct0 * dyf;
@@ -640,18 +644,46 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
       __m256 rbinx = _mm512_cvtpd_ps(_mm512_sub_pd(nxd, _mm512_add_pd(_mm512_cvtepi32_pd(binx), half)));
       __m256 rbiny = _mm512_cvtpd_ps(_mm512_sub_pd(nyd, _mm512_add_pd(_mm512_cvtepi32_pd(biny), half)));
       __m256 rbint = _mm256_sub_ps(nt, _mm256_cvtepi32_ps(bint));
-      _mm256_store_si256((__m256i *)binxs, binx);
-      _mm256_store_si256((__m256i *)binys, biny);
-      _mm256_store_si256((__m256i *)bints, bint);
-      _mm256_store_ps(wms, _mm256_mul_ps(win, mod));
-      _mm256_store_ps(rxs, rbinx);
-      _mm256_store_ps(rys, rbiny);
-      _mm256_store_ps(rts, rbint);
+      /* The 8 weights, ((((win * mod) * |1 - dbinx - rbinx|) * |1 - dbiny - rbiny|) * |1 - dbint - rbint|)
+       * in VLFeat's order of products; 1 - 1 - r is 0 - r, whose absolute value is |r|. */
+      __m256 wm = _mm256_mul_ps(win, mod);
+      __m256 ax0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbinx)), ax1 = _mm256_andnot_ps(sign, rbinx);
+      __m256 ay0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbiny)), ay1 = _mm256_andnot_ps(sign, rbiny);
+      __m256 at0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbint)), at1 = _mm256_andnot_ps(sign, rbint);
+      __m256 p0 = _mm256_mul_ps(wm, ax0), p1 = _mm256_mul_ps(wm, ax1);
+      __m256 q00 = _mm256_mul_ps(p0, ay0), q01 = _mm256_mul_ps(p0, ay1), q10 = _mm256_mul_ps(p1, ay0), q11 = _mm256_mul_ps(p1, ay1);
+      _mm256_store_ps(weights[0], _mm256_mul_ps(q00, at0));
+      _mm256_store_ps(weights[1], _mm256_mul_ps(q00, at1));
+      _mm256_store_ps(weights[2], _mm256_mul_ps(q01, at0));
+      _mm256_store_ps(weights[3], _mm256_mul_ps(q01, at1));
+      _mm256_store_ps(weights[4], _mm256_mul_ps(q10, at0));
+      _mm256_store_ps(weights[5], _mm256_mul_ps(q10, at1));
+      _mm256_store_ps(weights[6], _mm256_mul_ps(q11, at0));
+      _mm256_store_ps(weights[7], _mm256_mul_ps(q11, at1));
+      /* Padded histogram offsets: spatial bin (bx, by) in [-3, 2]^2 at (bx + 3) * 8 + (by + 3) * 48. */
+      __m256i base = _mm256_add_epi32(_mm256_slli_epi32(ox, 3), _mm256_mullo_epi32(oy, _mm256_set1_epi32(PAD_Y)));
+      _mm256_store_si256((__m256i *)bases, base);
+      _mm256_store_si256((__m256i *)t0s, _mm256_and_si256(bint, seven));
+      _mm256_store_si256((__m256i *)t1s, _mm256_and_si256(_mm256_add_epi32(bint, _mm256_set1_epi32(1)), seven));
+      /* Samples in VLFeat's order; a sample's 8 adds go to 8 different bins, so their order among
+       * themselves does not matter, and out-of-patch bins land in the padding. */
       for (unsigned m = reach; m; m &= m - 1) {
         int l = __builtin_ctz(m);
-        distribute(dpt, binxs[l], binys[l], bints[l], wms[l], rxs[l], rys[l], rts[l]);
+        float *h = hist + bases[l];
+        int t0 = t0s[l], t1 = t1s[l];
+        h[t0] += weights[0][l];
+        h[t1] += weights[1][l];
+        h[PAD_Y + t0] += weights[2][l];
+        h[PAD_Y + t1] += weights[3][l];
+        h[NBO + t0] += weights[4][l];
+        h[NBO + t1] += weights[5][l];
+        h[NBO + PAD_Y + t0] += weights[6][l];
+        h[NBO + PAD_Y + t1] += weights[7][l];
       }
     }
+  }
+  for (int by = 0; by < NBP; by++) {
+    for (int bx = 0; bx < NBP; bx++) memcpy(descr + by * NBO * NBP + bx * NBO, hist + (by + 1) * PAD_Y + (bx + 1) * NBO, sizeof(float) * NBO);
   }
   finish_descriptor(f, descr);
 }
