@@ -768,6 +768,54 @@ __attribute__((target("avx512f"))) static void gradient_row_avx512(float *out, c
 }
 #endif
 
+#if defined(__x86_64__)
+/* gradient_row_avx512 in 8 lanes, masks as vectors (AVX2 has no mask registers). */
+__attribute__((target("avx2"))) static void gradient_row_avx2(float *out, const float *row, const float *up, const float *down,
+                                                              float gy_scale, int from, int to) {
+  const __m256 half = _mm256_set1_ps(0.5f), scale = _mm256_set1_ps(gy_scale), zero = _mm256_setzero_ps();
+  const __m256 eps = _mm256_set1_ps(VL_EPSILON_F), c3 = _mm256_set1_ps(0.1821F), c1 = _mm256_set1_ps(0.9675F);
+  const __m256 quarter_pi = _mm256_set1_ps((float)(VL_PI / 4)), three_quarter_pi = _mm256_set1_ps((float)(3 * VL_PI / 4));
+  const __m256 one_half = _mm256_set1_ps(1.5f), two_pi_f = _mm256_set1_ps((float)(2 * VL_PI)), sign = _mm256_set1_ps(-0.0f);
+  const __m256d two_pi = _mm256_set1_pd(2 * VL_PI);
+  const float tiny = (float)1e-8;
+  const __m256 tiny_v = _mm256_set1_ps(tiny);
+  const int tiny_inclusive = (double)tiny < 1e-8;
+  int x = from;
+  for (; x + 8 <= to; x += 8) {
+    __m256 gx = _mm256_mul_ps(half, _mm256_sub_ps(_mm256_loadu_ps(row + x + 1), _mm256_loadu_ps(row + x - 1)));
+    __m256 gy = _mm256_mul_ps(scale, _mm256_sub_ps(_mm256_loadu_ps(down + x), _mm256_loadu_ps(up + x)));
+    __m256 m2 = _mm256_add_ps(_mm256_mul_ps(gx, gx), _mm256_mul_ps(gy, gy));
+    __m256 xhalf = _mm256_mul_ps(half, m2);
+    __m256 y = _mm256_castsi256_ps(_mm256_sub_epi32(_mm256_set1_epi32(0x5f3759df), _mm256_srai_epi32(_mm256_castps_si256(m2), 1)));
+    y = _mm256_mul_ps(y, _mm256_sub_ps(one_half, _mm256_mul_ps(_mm256_mul_ps(xhalf, y), y)));
+    y = _mm256_mul_ps(y, _mm256_sub_ps(one_half, _mm256_mul_ps(_mm256_mul_ps(xhalf, y), y)));
+    __m256 is_tiny = tiny_inclusive ? _mm256_cmp_ps(m2, tiny_v, _CMP_LE_OQ) : _mm256_cmp_ps(m2, tiny_v, _CMP_LT_OQ);
+    __m256 mod = _mm256_blendv_ps(_mm256_mul_ps(m2, y), zero, is_tiny);
+    __m256 abs_y = _mm256_add_ps(_mm256_andnot_ps(sign, gy), eps);
+    __m256 x_pos = _mm256_cmp_ps(gx, zero, _CMP_GE_OQ);
+    __m256 num = _mm256_blendv_ps(_mm256_add_ps(gx, abs_y), _mm256_sub_ps(gx, abs_y), x_pos);
+    __m256 den = _mm256_blendv_ps(_mm256_sub_ps(abs_y, gx), _mm256_add_ps(gx, abs_y), x_pos);
+    __m256 r = _mm256_div_ps(num, den);
+    __m256 angle = _mm256_blendv_ps(three_quarter_pi, quarter_pi, x_pos);
+    angle = _mm256_add_ps(angle, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(c3, r), r), c1), r));
+    angle = _mm256_xor_ps(angle, _mm256_and_ps(_mm256_cmp_ps(gy, zero, _CMP_LT_OQ), sign));
+    __m128 lo = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(angle)), two_pi));
+    __m128 hi = _mm256_cvtpd_ps(_mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(angle, 1)), two_pi));
+    __m256 theta = _mm256_set_m128(hi, lo);
+    for (__m256 m = _mm256_cmp_ps(theta, two_pi_f, _CMP_GT_OQ); _mm256_movemask_ps(m); m = _mm256_cmp_ps(theta, two_pi_f, _CMP_GT_OQ)) {
+      theta = _mm256_blendv_ps(theta, _mm256_sub_ps(theta, two_pi_f), m);
+    }
+    for (__m256 m = _mm256_cmp_ps(theta, zero, _CMP_LT_OQ); _mm256_movemask_ps(m); m = _mm256_cmp_ps(theta, zero, _CMP_LT_OQ)) {
+      theta = _mm256_blendv_ps(theta, _mm256_add_ps(theta, two_pi_f), m);
+    }
+    __m256 a = _mm256_unpacklo_ps(mod, theta), b = _mm256_unpackhi_ps(mod, theta);
+    _mm256_storeu_ps(out + 2 * x, _mm256_permute2f128_ps(a, b, 0x20));
+    _mm256_storeu_ps(out + 2 * x + 8, _mm256_permute2f128_ps(a, b, 0x31));
+  }
+  gradient_row_scalar(out, row, up, down, gy_scale, x, to);
+}
+#endif
+
 /* Fills f->grad for the current octave (w, h >= 2) and marks it current, as update_gradient does. */
 static void compute_gradient(VlSiftFilt *f, gradient_row_kernel kernel) {
   int w = f->octave_width, h = f->octave_height;
@@ -865,6 +913,7 @@ static int extract_fast(VlSiftFilt *filter, const float *image, int max_features
   } else if (kernel == IS_SIFT_AVX2) {
     sm.column = column_avx2;
     sm.row = row_avx2;
+    gradient_row = gradient_row_avx2;
   }
 #else
   (void)kernel;
