@@ -571,6 +571,131 @@ static void descriptor_scalar(const VlSiftFilt *f, float *descr, const VlSiftKey
 }
 
 #if defined(__x86_64__)
+/* descriptor_avx512's steps with AVX2: the 8 samples' doubles in two 4-lane halves, masks as
+ * vectors. */
+__attribute__((target("avx2"))) static inline __m256 pd2_to_ps(__m256d lo, __m256d hi) {
+  return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo));
+}
+
+__attribute__((target("avx2"))) static void descriptor_avx2(const VlSiftFilt *f, float *descr, const VlSiftKeypoint *k, double angle0) {
+  window g;
+  if (!descriptor_window(f, k, angle0, &g)) return;
+  float const wsigma = (float)f->windowSize;
+  double const window_den = 2.0 * wsigma * wsigma;
+  const __m256d ct0 = _mm256_set1_pd(g.ct0), nst0 = _mm256_set1_pd(-g.st0), SBP = _mm256_set1_pd(g.SBP);
+  const __m256d half = _mm256_set1_pd(0.5), xk = _mm256_set1_pd(g.x), zero_d = _mm256_setzero_pd();
+  const __m256d lane_lo = _mm256_set_pd(3, 2, 1, 0), lane_hi = _mm256_set_pd(7, 6, 5, 4);
+  const __m256d two_pi_d = _mm256_set1_pd(2 * VL_PI), den = _mm256_set1_pd(window_den), expn_max = _mm256_set1_pd(EXPN_MAX);
+  const __m256d expn_scale = _mm256_set1_pd(EXPN_SZ / EXPN_MAX);
+  const __m256 two_pi_f = _mm256_set1_ps((float)(2 * VL_PI)), zero_f = _mm256_setzero_ps();
+  const __m256i lane_i = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  int x_from = VL_MAX(-g.W, 1 - g.xi), x_to = VL_MIN(+g.W, g.w - g.xi - 2);
+  enum { PAD_Y = (NBP + 2) * NBO };
+  float hist[(NBP + 2) * (NBP + 2) * NBO] __attribute__((aligned(64)));
+  memset(hist, 0, sizeof hist);
+  float weights[8][8] __attribute__((aligned(32)));
+  int bases[8] __attribute__((aligned(32))), t0s[8] __attribute__((aligned(32))), t1s[8] __attribute__((aligned(32)));
+  const __m256 one_f = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  const __m256i seven = _mm256_set1_epi32(NBO - 1), three = _mm256_set1_epi32(NBP / 2 + 1), four = _mm256_set1_epi32(NBP);
+  for (int dyi = VL_MAX(-g.W, 1 - g.yi); dyi <= VL_MIN(+g.W, g.h - g.yi - 2); ++dyi) {
+    float dyf = g.yi + dyi - g.y;
+    const __m256d st0dy = _mm256_set1_pd(g.st0 * dyf), ct0dy = _mm256_set1_pd(g.ct0 * dyf);
+    const float *row = g.pt + dyi * 2 * g.w;
+    for (int dxi0 = x_from; dxi0 <= x_to; dxi0 += 8) {
+      int n = VL_MIN(8, x_to - dxi0 + 1);
+      unsigned valid = (1u << n) - 1;
+      __m256d base_x = _mm256_set1_pd((double)(g.xi + dxi0));
+      __m256d dx0 = _mm256_cvtps_pd(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_add_pd(base_x, lane_lo), xk)));
+      __m256d dx1 = _mm256_cvtps_pd(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_add_pd(base_x, lane_hi), xk)));
+      __m256 nx = pd2_to_ps(_mm256_div_pd(_mm256_add_pd(_mm256_mul_pd(ct0, dx0), st0dy), SBP),
+                            _mm256_div_pd(_mm256_add_pd(_mm256_mul_pd(ct0, dx1), st0dy), SBP));
+      __m256 ny = pd2_to_ps(_mm256_div_pd(_mm256_add_pd(_mm256_mul_pd(nst0, dx0), ct0dy), SBP),
+                            _mm256_div_pd(_mm256_add_pd(_mm256_mul_pd(nst0, dx1), ct0dy), SBP));
+      __m256d nx0 = _mm256_cvtps_pd(_mm256_castps256_ps128(nx)), nx1 = _mm256_cvtps_pd(_mm256_extractf128_ps(nx, 1));
+      __m256d ny0 = _mm256_cvtps_pd(_mm256_castps256_ps128(ny)), ny1 = _mm256_cvtps_pd(_mm256_extractf128_ps(ny, 1));
+      __m256i binx = _mm256_cvttps_epi32(_mm256_floor_ps(pd2_to_ps(_mm256_sub_pd(nx0, half), _mm256_sub_pd(nx1, half))));
+      __m256i biny = _mm256_cvttps_epi32(_mm256_floor_ps(pd2_to_ps(_mm256_sub_pd(ny0, half), _mm256_sub_pd(ny1, half))));
+      __m256i ox = _mm256_add_epi32(binx, three), oy = _mm256_add_epi32(biny, three);
+      __m256i out_x = _mm256_or_si256(_mm256_cmpgt_epi32(ox, four), _mm256_cmpgt_epi32(_mm256_setzero_si256(), ox));
+      __m256i out_y = _mm256_or_si256(_mm256_cmpgt_epi32(oy, four), _mm256_cmpgt_epi32(_mm256_setzero_si256(), oy));
+      unsigned reach = valid & ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_or_si256(out_x, out_y)));
+      if (reach == 0) continue;
+
+      /* (mod, angle) pairs: two 8-float loads (masked past the row's last sample), de-interleaved. */
+      __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n), lane_i);
+      __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(2 * n - 8), lane_i);
+      __m256 a = _mm256_maskload_ps(row + 2 * dxi0, m_lo), b = _mm256_maskload_ps(row + 2 * dxi0 + 8, m_hi);
+      __m256 mod = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+      __m256 angle = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+      __m256d a0 = _mm256_set1_pd(angle0);
+      __m256 theta = pd2_to_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(angle)), a0),
+                               _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(angle, 1)), a0));
+      for (__m256 m = _mm256_cmp_ps(theta, two_pi_f, _CMP_GT_OQ); _mm256_movemask_ps(m); m = _mm256_cmp_ps(theta, two_pi_f, _CMP_GT_OQ)) {
+        theta = _mm256_blendv_ps(theta, _mm256_sub_ps(theta, two_pi_f), m);
+      }
+      for (__m256 m = _mm256_cmp_ps(theta, zero_f, _CMP_LT_OQ); _mm256_movemask_ps(m); m = _mm256_cmp_ps(theta, zero_f, _CMP_LT_OQ)) {
+        theta = _mm256_blendv_ps(theta, _mm256_add_ps(theta, two_pi_f), m);
+      }
+      __m256 nt8 = _mm256_mul_ps(_mm256_set1_ps(NBO), theta);
+      __m256 nt = pd2_to_ps(_mm256_div_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(nt8)), two_pi_d),
+                            _mm256_div_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(nt8, 1)), two_pi_d));
+      /* win = (float)fast_expn(...), per half; lanes past EXPN_MAX read entry 0 and give 0. */
+      __m256 r2 = _mm256_add_ps(_mm256_mul_ps(nx, nx), _mm256_mul_ps(ny, ny));
+      __m256d ex[2];
+      for (int part = 0; part < 2; part++) {
+        __m256d e = _mm256_div_pd(_mm256_cvtps_pd(part == 0 ? _mm256_castps256_ps128(r2) : _mm256_extractf128_ps(r2, 1)), den);
+        __m256d in_table = _mm256_cmp_pd(e, expn_max, _CMP_LE_OQ);
+        e = _mm256_blendv_pd(zero_d, _mm256_mul_pd(e, expn_scale), in_table);
+        __m128i ei = _mm256_cvttpd_epi32(e);
+        __m256d r = _mm256_sub_pd(e, _mm256_cvtepi32_pd(ei));
+        __m256d ta = _mm256_i32gather_pd(expn_table, ei, 8), tb = _mm256_i32gather_pd(expn_table + 1, ei, 8);
+        ex[part] = _mm256_and_pd(_mm256_add_pd(ta, _mm256_mul_pd(r, _mm256_sub_pd(tb, ta))), in_table);
+      }
+      __m256 win = pd2_to_ps(ex[0], ex[1]);
+      __m256i bint = _mm256_cvttps_epi32(_mm256_floor_ps(nt));
+      __m256d bx0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(binx)), bx1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(binx, 1));
+      __m256d by0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(biny)), by1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(biny, 1));
+      __m256 rbinx = pd2_to_ps(_mm256_sub_pd(nx0, _mm256_add_pd(bx0, half)), _mm256_sub_pd(nx1, _mm256_add_pd(bx1, half)));
+      __m256 rbiny = pd2_to_ps(_mm256_sub_pd(ny0, _mm256_add_pd(by0, half)), _mm256_sub_pd(ny1, _mm256_add_pd(by1, half)));
+      __m256 rbint = _mm256_sub_ps(nt, _mm256_cvtepi32_ps(bint));
+      __m256 wm = _mm256_mul_ps(win, mod);
+      __m256 ax0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbinx)), ax1 = _mm256_andnot_ps(sign, rbinx);
+      __m256 ay0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbiny)), ay1 = _mm256_andnot_ps(sign, rbiny);
+      __m256 at0 = _mm256_andnot_ps(sign, _mm256_sub_ps(one_f, rbint)), at1 = _mm256_andnot_ps(sign, rbint);
+      __m256 p0 = _mm256_mul_ps(wm, ax0), p1 = _mm256_mul_ps(wm, ax1);
+      __m256 q00 = _mm256_mul_ps(p0, ay0), q01 = _mm256_mul_ps(p0, ay1), q10 = _mm256_mul_ps(p1, ay0), q11 = _mm256_mul_ps(p1, ay1);
+      _mm256_store_ps(weights[0], _mm256_mul_ps(q00, at0));
+      _mm256_store_ps(weights[1], _mm256_mul_ps(q00, at1));
+      _mm256_store_ps(weights[2], _mm256_mul_ps(q01, at0));
+      _mm256_store_ps(weights[3], _mm256_mul_ps(q01, at1));
+      _mm256_store_ps(weights[4], _mm256_mul_ps(q10, at0));
+      _mm256_store_ps(weights[5], _mm256_mul_ps(q10, at1));
+      _mm256_store_ps(weights[6], _mm256_mul_ps(q11, at0));
+      _mm256_store_ps(weights[7], _mm256_mul_ps(q11, at1));
+      _mm256_store_si256((__m256i *)bases, _mm256_add_epi32(_mm256_slli_epi32(ox, 3), _mm256_mullo_epi32(oy, _mm256_set1_epi32(PAD_Y))));
+      _mm256_store_si256((__m256i *)t0s, _mm256_and_si256(bint, seven));
+      _mm256_store_si256((__m256i *)t1s, _mm256_and_si256(_mm256_add_epi32(bint, _mm256_set1_epi32(1)), seven));
+      for (unsigned m = reach; m; m &= m - 1) {
+        int l = __builtin_ctz(m);
+        float *h = hist + bases[l];
+        int t0 = t0s[l], t1 = t1s[l];
+        h[t0] += weights[0][l];
+        h[t1] += weights[1][l];
+        h[PAD_Y + t0] += weights[2][l];
+        h[PAD_Y + t1] += weights[3][l];
+        h[NBO + t0] += weights[4][l];
+        h[NBO + t1] += weights[5][l];
+        h[NBO + PAD_Y + t0] += weights[6][l];
+        h[NBO + PAD_Y + t1] += weights[7][l];
+      }
+    }
+  }
+  for (int by = 0; by < NBP; by++) {
+    for (int bx = 0; bx < NBP; bx++) memcpy(descr + by * NBO * NBP + bx * NBO, hist + (by + 1) * PAD_Y + (bx + 1) * NBO, sizeof(float) * NBO);
+  }
+  finish_descriptor(f, descr);
+}
+
 __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const VlSiftFilt *f, float *descr, const VlSiftKeypoint *k,
                                                                  double angle0) {
   window g;
@@ -914,6 +1039,7 @@ static int extract_fast(VlSiftFilt *filter, const float *image, int max_features
     sm.column = column_avx2;
     sm.row = row_avx2;
     gradient_row = gradient_row_avx2;
+    describe = descriptor_avx2;
   }
 #else
   (void)kernel;
