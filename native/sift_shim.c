@@ -22,8 +22,8 @@
  *    max_features orientations that are kept: every octave stays in memory, so the strongest can
  *    be chosen after the last octave is detected. The gradient and the descriptor are computed
  *    here, as replicas of VLFeat's update_gradient and vl_sift_calc_keypoint_descriptor (AVX-512
- *    per-sample arithmetic, scalar elsewhere); VLFeat's own descriptor call remains the fallback
- *    for an octave whose gradient was not computed here.
+ *    or AVX2 per-sample arithmetic, a plain C replica at the scalar level); VLFeat's own
+ *    descriptor call remains the fallback for an octave whose gradient was not computed here.
  *
  * Why the scale spaces are equal bit for bit: VLFeat 0.9.21 smooths with _vl_sift_smooth, a
  * float kernel of half-width max(ceil(4 sigma), 1) (exp in double, normalised in float), applied
@@ -436,13 +436,15 @@ static int extract_reference(VlSiftFilt *filter, const float *image, int max_fea
  * The descriptor, as vl_sift_calc_keypoint_descriptor (0.9.21) computes it, bit for bit.
  *
  * Each gradient sample in the keypoint's window is weighted and added to up to 8 of the 128 bins.
- * The float sums must be made in VLFeat's order (rows, then columns, then the 8 bins), so only the
- * per-sample arithmetic is vectorised: the AVX-512 kernel computes 8 samples' bins and weights in
- * the same float and double steps as VLFeat's C (every step is an IEEE operation, rounded alike
- * in a vector lane), and the adds then run in order. Samples that reach no bin (half of the
- * square window, whose corners lie outside the rotated 4x4-bin patch) are skipped before their
- * weight is computed; VLFeat computes and discards them. mathop.h's inline helpers (vl_floor_f,
- * vl_mod_2pi_f, vl_fast_sqrt_f) are compiled here from VLFeat's own header.
+ * The float sums must be made in VLFeat's order (rows, then columns; a sample's 8 bins differ, so
+ * their order does not matter), so only the per-sample arithmetic is vectorised: the AVX-512 and
+ * AVX2 kernels compute 8 samples' bins and weights in the same float and double steps as VLFeat's
+ * C (each step an IEEE operation, rounded alike in every lane), then add them sample by sample
+ * into a histogram padded by one spatial bin, where the bins VLFeat's bounds tests reject land.
+ * Samples that reach no bin (half of the square window: its corners lie outside the rotated
+ * patch) are skipped before their weight is computed; VLFeat computes and discards them.
+ * mathop.h's inline helpers (vl_floor_f, vl_mod_2pi_f, vl_fast_sqrt_f) are compiled here from
+ * VLFeat's own header.
  * --------------------------------------------------------------------------------------------- */
 
 #define NBO 8
@@ -817,7 +819,7 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
 /* ------------------------------------------------------------------------------------------------
  * The gradient of an octave, as VLFeat's static update_gradient computes it: for levels s_min+1
  * .. s_max-2, (modulus, angle) pairs of central differences (one-sided at the borders), through
- * mathop.h's vl_fast_sqrt_f and vl_fast_atan2_f. The AVX-512 kernel repeats those float steps
+ * mathop.h's vl_fast_sqrt_f and vl_fast_atan2_f. The AVX-512 and AVX2 kernels repeat those float steps
  * lane by lane (the bit trick of vl_fast_resqrt_f included), so the pairs are equal bit for bit.
  * --------------------------------------------------------------------------------------------- */
 
