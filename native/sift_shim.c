@@ -968,7 +968,10 @@ static void compute_gradient(VlSiftFilt *f, gradient_row_kernel kernel) {
 
 /* Per-thread scratch for the fast path's scale space, gradients, DoG and smoothing buffer, kept
  * between calls: fresh multi-megabyte blocks each image cost page faults (10% of the time in a
- * profile). It only grows (about 12 MB for a 384 px image) and is freed when the thread exits. */
+ * profile). It only grows (about 12 MB for a 384 px image, first octave 0) and is freed when the
+ * thread exits; a block above SCRATCH_KEEP_MAX (images beyond ~1000 px) is allocated per call and
+ * freed after it instead, so that no thread keeps hundreds of megabytes. */
+#define SCRATCH_KEEP_MAX ((size_t)96 << 20)
 typedef struct {
   void *block;
   size_t size;
@@ -991,7 +994,7 @@ static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_ke
 static void *scratch_get(size_t size, int *owned) {
   pthread_once(&scratch_once, scratch_init);
   *owned = 0;
-  if (!scratch_key_ok) {
+  if (!scratch_key_ok || size > SCRATCH_KEEP_MAX) {
     *owned = 1;
     return malloc(size);
   }

@@ -65,6 +65,29 @@ public sealed class SiftFastPathTests
     }
 
     [Fact]
+    public void A_large_image_beyond_the_kept_scratch_gives_VLFeats_own_features()
+    {
+        // A 1440x960 mosaic of nine photos: its scale space (~150 MB) is above the shim's per-thread
+        // scratch limit, so the block is allocated for the call and freed after it.
+        var photos = TestData.PhotoPaths.Take(9).Select(p => Decoder.DecodeFit(File.ReadAllBytes(p), 480)).ToArray();
+        const int TileWidth = 480, TileHeight = 320;
+        var pixels = new byte[3 * TileWidth * 3 * TileHeight * 3];
+        for (var t = 0; t < 9; t++)
+        {
+            var tile = photos[t];
+            Assert.True(tile.Width >= TileWidth && tile.Height >= TileHeight, $"photo {t} is {tile.Width}x{tile.Height}");
+            for (var y = 0; y < TileHeight; y++)
+            {
+                var to = ((((t / 3 * TileHeight) + y) * 3 * TileWidth) + (t % 3 * TileWidth)) * 3;
+                Array.Copy(tile.Pixels, y * tile.Width * 3, pixels, to, TileWidth * 3);
+            }
+        }
+
+        var extractor = Extractor(new LocalFeatureOptions { MaxSide = 1440 });
+        Assert.True(AssertSame(extractor, new RgbImage(3 * TileWidth, 3 * TileHeight, pixels), SiftNative.DefaultKernel, "mosaic") > 100);
+    }
+
+    [Fact]
     public void A_flat_image_has_no_features_on_either_path()
     {
         var extractor = Extractor(new LocalFeatureOptions());
