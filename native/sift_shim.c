@@ -197,7 +197,7 @@ typedef struct {
 } smoother;
 
 /* Smooths a w x h image by sigma into out (which may be in); temp holds w x h floats. Returns 0,
- * or IS_SIFT_OUT_OF_MEMORY when the kernel outgrows the scratch buffers. */
+ * or IS_SIFT_OUT_OF_MEMORY when its buffers cannot grow for a wider kernel. */
 static int smooth(smoother *sm, float *out, float *temp, const float *in, int w, int h, double sigma) {
   /* _vl_sift_smooth's filter: width max(ceil(4 sigma), 1), values in float, exp in double. */
   int r = (int)VL_MAX(ceil(4.0 * sigma), 1);
@@ -1050,8 +1050,9 @@ static int extract_fast(VlSiftFilt *filter, const float *image, int max_features
   (void)kernel;
 #endif
 
-  /* Every octave's scale space and gradient stay in memory (about 2.2x and 3.3x the first
-   * octave's levels), so descriptors can wait until the strongest keypoints are known. */
+  /* Every octave's scale space and gradient stay in memory (each octave a quarter of the one
+   * before, so 4/3 of what VLFeat holds for one), so descriptors can wait until the strongest
+   * keypoints are known. */
   size_t *offsets = calloc((size_t)O + 1, sizeof(size_t));
   size_t total = 0;
   for (int i = 0; offsets != NULL && i < O; i++) {
