@@ -63,7 +63,9 @@ build_sift() {
     echo "build.sh: /usr/include/vl/sift.h not found (apt-get install libvlfeat-dev)" >&2
     exit 1
   fi
-  build_lib sift_shim "$here/sift_shim.c" "${CC:-gcc}" -std=c11 -Wl,--no-undefined -lvl -lm
+  # -ffp-contract=off: the fast scale space must round as VLFeat's scalar loop, a multiply then an
+  # add, never fused (sift_shim.c explains why its features equal VLFeat's bit for bit).
+  build_lib sift_shim "$here/sift_shim.c" "${CC:-gcc}" -std=c11 -ffp-contract=off -Wl,--no-undefined -lvl -lm
 }
 
 case "${1:-all}" in

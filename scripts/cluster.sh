@@ -8,6 +8,7 @@
 #   scripts/cluster.sh down [--state DIR]
 #   scripts/cluster.sh status [--state DIR]
 # `down` stops exactly what `up` started (pids recorded in the state folder) and the broker.
+# `status` shows each process's /healthz: a process that runs but cannot reach the broker says so.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-}; [[ $# -gt 0 ]] && shift
@@ -26,10 +27,21 @@ bin() { echo "$root/services/ImageSearch.$1/bin/Release/net10.0/ImageSearch.$1.d
 broker() { "$root/scripts/rabbitmq.sh" "$1" --dir "$state/rabbitmq" --name "imagesearch-cluster" "${@:2}"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-start() { # name, dll, args...
-  local name=$1 dll=$2; shift 2
-  nohup dotnet "$dll" "$@" >"$state/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$state/pids"
+start() { # name, url, dll, args...
+  local name=$1 url=$2 dll=$3; shift 3
+  nohup dotnet "$dll" --urls "$url" "$@" >"$state/logs/$name.log" 2>&1 &
+  echo "$! $name $url" >>"$state/pids"
+}
+
+health() { # url -> one line: the /healthz status and what each failing check says
+  curl -sS -m 5 "$1/healthz" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    r = json.load(sys.stdin)
+except ValueError:
+    print("no answer from /healthz"); sys.exit()
+bad = [k + ": " + str(v.get("description") or v.get("status")) for k, v in r.get("checks", {}).items() if v.get("status") != "Healthy"]
+print(r.get("status", "?") + ("; " + "; ".join(bad) if bad else ""))'
 }
 
 wait_healthy() { # url, name
@@ -40,15 +52,23 @@ wait_healthy() { # url, name
   echo "cluster: $2 did not become healthy; see $state/logs/$2.log" >&2; tail -20 "$state/logs/$2.log" >&2; return 1
 }
 
+wait_ready() { # url, name: /healthz says Healthy (its bus connected, every queue it consumes bound)
+  for _ in $(seq 1 400); do
+    [[ $(health "$1") == Healthy ]] && return 0
+    sleep 0.3
+  done
+  echo "cluster: $2 is not ready: $(health "$1"); see $state/logs/$2.log" >&2; return 1
+}
+
 stop_all() {
   if [[ -f "$state/pids" ]]; then
-    while read -r pid name; do kill "$pid" 2>/dev/null || true; done <"$state/pids"
+    while read -r pid _; do kill "$pid" 2>/dev/null || true; done <"$state/pids"
     for _ in $(seq 1 100); do
       alive=0
-      while read -r pid name; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$state/pids"
+      while read -r pid _; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$state/pids"
       [[ $alive == 0 ]] && break; sleep 0.1
     done
-    while read -r pid name; do kill -9 "$pid" 2>/dev/null || true; done <"$state/pids"
+    while read -r pid _; do kill -9 "$pid" 2>/dev/null || true; done <"$state/pids"
     rm -f "$state/pids"
   fi
   [[ -d "$state/rabbitmq" ]] && broker stop >/dev/null 2>&1 || true
@@ -71,11 +91,16 @@ case $cmd in
     mgmt=$(broker url --management | sed "s|http://|http://guest:guest@|")
     export Bus__RabbitMqUrl="$amqp" Bus__ManagementUrl="$mgmt" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
     qport=$(free_port)
-    start query "$(bin Query)" --urls "http://127.0.0.1:$qport"
+    start query "http://127.0.0.1:$qport" "$(bin Query)"
     wait_healthy "http://127.0.0.1:$qport" query
-    for i in $(seq 1 "$workers"); do start "ingest-$i" "$(bin Ingest)" --urls "http://127.0.0.1:$(free_port)"; done
-    start watcher "$(bin Watcher)" --urls "http://127.0.0.1:$(free_port)"
-    start gateway "$(bin Gateway)" --urls "http://127.0.0.1:$port" --Gateway:QueryServices:0="http://127.0.0.1:$qport"
+    worker_urls=()
+    for i in $(seq 1 "$workers"); do worker_urls+=("http://127.0.0.1:$(free_port)"); start "ingest-$i" "${worker_urls[-1]}" "$(bin Ingest)"; done
+    # The watcher announces what it finds as soon as its bus is up. On a new broker the ingest queue
+    # exists only once a worker's bus has bound it, and what is published before that is dropped
+    # (until the next rescan, 5 minutes later): so the watcher starts once the workers are ready.
+    for i in $(seq 1 "$workers"); do wait_ready "${worker_urls[$((i - 1))]}" "ingest-$i"; done
+    start watcher "http://127.0.0.1:$(free_port)" "$(bin Watcher)"
+    start gateway "http://127.0.0.1:$port" "$(bin Gateway)" --Gateway:QueryServices:0="http://127.0.0.1:$qport"
     wait_healthy "http://127.0.0.1:$port" gateway
     trap - ERR
     echo "ImageSearch cluster: gateway http://127.0.0.1:$port/, query service :$qport, $workers ingest workers, broker $amqp"
@@ -84,8 +109,9 @@ case $cmd in
     stop_all; echo "cluster: stopped" ;;
   status)
     [[ -f "$state/pids" ]] || { echo "cluster: not running"; exit 3; }
-    while read -r pid name; do
-      if kill -0 "$pid" 2>/dev/null; then echo "$name: running (pid $pid)"; else echo "$name: exited (pid $pid)"; fi
+    # Running is not working: each process's health says whether it reached the broker (check "bus").
+    while read -r pid name url; do
+      if kill -0 "$pid" 2>/dev/null; then echo "$name: running (pid $pid), $(health "$url")"; else echo "$name: exited (pid $pid)"; fi
     done <"$state/pids"
     broker status >/dev/null && echo "rabbitmq: running" || echo "rabbitmq: stopped" ;;
   *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;

@@ -6,6 +6,9 @@ namespace ImageSearch.LocalFeatures;
 /// <summary>
 /// SIFT (VLFeat) on the decoded image, reduced to <see cref="LocalFeatureOptions.MaxSide"/> and
 /// converted to grey; keeps the <see cref="LocalFeatureOptions.MaxFeatures"/> strongest features.
+/// The native shim builds the scale space with its own SIMD smoothing and computes descriptors only
+/// for the features kept; the result equals VLFeat's own pipeline bit for bit
+/// (<see cref="LocalFeatureOptions.ReferenceSift"/> runs that one instead).
 /// </summary>
 public sealed class SiftExtractor : ILocalFeatureExtractor
 {
@@ -25,7 +28,7 @@ public sealed class SiftExtractor : ILocalFeatureExtractor
     {
         try
         {
-            if (SiftNative.Version() != 1)
+            if (SiftNative.Version() != 2)
             {
                 throw new InvalidOperationException("libsift_shim.so is of another version than this build; rebuild (./imagesearch setup).");
             }
@@ -42,7 +45,14 @@ public sealed class SiftExtractor : ILocalFeatureExtractor
         Extract(_decoder.DecodeFit(data, _options.MaxSide, limits, region));
 
     /// <summary>Features of already decoded pixels.</summary>
-    public LocalFeatureSet Extract(RgbImage image)
+    public LocalFeatureSet Extract(RgbImage image) =>
+        Extract(image, _options.ReferenceSift ? SiftNative.ReferenceKernel : SiftNative.DefaultKernel);
+
+    /// <summary>The smoothing kernel the fast path uses on this CPU (0 scalar, 1 AVX2, 2 AVX-512).</summary>
+    public static int SimdLevel => SiftNative.SimdLevel();
+
+    /// <summary>Features through one native path: a <see cref="SiftNative"/> kernel constant (tests compare them).</summary>
+    internal LocalFeatureSet Extract(RgbImage image, int kernel)
     {
         ArgumentNullException.ThrowIfNull(image);
         if (image.Width < 16 || image.Height < 16)
@@ -61,7 +71,7 @@ public sealed class SiftExtractor : ILocalFeatureExtractor
             fixed (float* f = frames)
             fixed (byte* d = descriptors)
             {
-                n = SiftNative.Extract(g, image.Width, image.Height, _options.FirstOctave, _options.PeakThreshold, _options.EdgeThreshold, max, f, d);
+                n = SiftNative.Extract(g, image.Width, image.Height, _options.FirstOctave, _options.PeakThreshold, _options.EdgeThreshold, max, kernel, f, d);
             }
         }
 

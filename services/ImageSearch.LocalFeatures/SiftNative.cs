@@ -13,11 +13,24 @@ internal static unsafe partial class SiftNative
     /// <summary>Returned when VLFeat could not allocate its scale space.</summary>
     internal const int OutOfMemory = -2;
 
+    /// <summary>Kernel argument: VLFeat's own pipeline (process_first/next_octave, a descriptor for every orientation), the reference.</summary>
+    internal const int ReferenceKernel = -2;
+
+    /// <summary>Kernel argument: the fast path with the best SIMD kernel this CPU runs.</summary>
+    internal const int DefaultKernel = -1;
+
+    /// <summary>Kernel levels of the fast path's smoothing: a level above <see cref="SimdLevel"/> falls back to it.</summary>
+    internal const int ScalarKernel = 0, Avx2Kernel = 1, Avx512Kernel = 2;
+
     [LibraryImport(Library, EntryPoint = "is_sift_version")]
     internal static partial int Version();
+
+    /// <summary>The smoothing kernel the fast path uses by default on this CPU (0 scalar, 1 AVX2, 2 AVX-512).</summary>
+    [LibraryImport(Library, EntryPoint = "is_sift_simd_level")]
+    internal static partial int SimdLevel();
 
     /// <summary>See sift_shim.c: writes up to <paramref name="maxFeatures"/> frames and descriptors; returns the count or a negative status.</summary>
     [LibraryImport(Library, EntryPoint = "is_sift_extract")]
     internal static partial int Extract(float* image, int width, int height, int firstOctave, double peakThreshold, double edgeThreshold,
-        int maxFeatures, float* frames, byte* descriptors);
+        int maxFeatures, int kernel, float* frames, byte* descriptors);
 }

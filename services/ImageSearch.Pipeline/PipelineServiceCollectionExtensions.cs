@@ -4,6 +4,7 @@ using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace ImageSearch.Pipeline;
@@ -29,7 +30,7 @@ public enum PipelineRoles
     All = Watcher | Ingest | Indexer | Query,
 }
 
-public static class PipelineServiceCollectionExtensions
+public static partial class PipelineServiceCollectionExtensions
 {
     /// <summary>The error queue of ingestion: every ImageIngestionFailed (path and reason) is kept there.</summary>
     public const string FailedQueue = "ingest-failed";
@@ -93,7 +94,16 @@ public static class PipelineServiceCollectionExtensions
             {
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    cfg.Host(new Uri(bus.RabbitMqUrl!));
+                    var clock = context.GetRequiredService<TimeProvider>();
+                    var log = context.GetRequiredService<ILoggerFactory>().CreateLogger<HandshakeGuardedTcpClient>();
+                    cfg.Host(new Uri(bus.RabbitMqUrl!), h => h.OnRefreshConnectionFactory = factory =>
+                    {
+                        // Called before every connect attempt: each gets a socket that is closed if
+                        // the broker stays silent, so no attempt can wait forever (see the class).
+                        factory.SocketFactory = family => new HandshakeGuardedTcpClient(family, bus.HandshakeTimeout,
+                            (remote, deadline) => LogSilentBroker(log, bus.BrokerName, remote?.ToString(), deadline), clock);
+                        return Task.CompletedTask;
+                    });
 
                     // Failed images also land in a durable queue nobody consumes: the operators' record
                     // of what was refused and why (bounded, oldest dropped first).
@@ -108,7 +118,14 @@ public static class PipelineServiceCollectionExtensions
             }
         });
 
-        if (bus.Transport != BusTransport.RabbitMq)
+        if (bus.Transport == BusTransport.RabbitMq)
+        {
+            // The host does not wait for this bus (below), so nothing else would notice one that never connects.
+            services.TryAddSingleton<BusConnectionMonitor>();
+            services.AddHostedService(sp => sp.GetRequiredService<BusConnectionMonitor>());
+            services.AddHealthChecks().AddCheck<BusConnectionMonitor>("bus");
+        }
+        else
         {
             // The in-memory transport drops what is published before a consumer's queue is bound:
             // host start-up waits for the bus, so nothing announced at start is lost. (RabbitMQ's
@@ -118,6 +135,9 @@ public static class PipelineServiceCollectionExtensions
 
         return services;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "RabbitMQ at {Broker} ({Remote}) accepted the connection but sent nothing for {Deadline}; closing it so that the connect is retried")]
+    private static partial void LogSilentBroker(ILogger logger, string broker, string? remote, TimeSpan deadline);
 }
 
 /// <summary>An ingest process that upserts directly must have a vector store to upsert into.</summary>

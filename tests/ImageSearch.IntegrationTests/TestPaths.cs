@@ -17,6 +17,9 @@ internal static class TestPaths
 
     public static string Cli => Program("ImageSearch.Cli");
 
+    /// <summary>A distributed service's program: "Query", "Ingest" or "Watcher" (built with the solution).</summary>
+    public static string Service(string name) => Program("ImageSearch." + name);
+
     public static string Models => Path.Combine(Repo, "models");
 
     public static string Photos => RequireDirectory(Path.Combine(Repo, "test-data", "photos"));
