@@ -23,6 +23,7 @@ internal static class BenchCommand
         var seconds = new Option<double>("--seconds") { Description = "Time spent on each model configuration and on decoding.", DefaultValueFactory = _ => 2 };
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
         command.Subcommands.Add(CreateCluster(bench));
+        command.Subcommands.Add(CreateGateway(bench));
         command.Subcommands.Add(Peers.PeersBench.Create(bench));
         command.Subcommands.Add(Reliability.FuzzCommand.Create());
         command.Subcommands.Add(Reliability.LoadCommand.Create());
@@ -152,6 +153,29 @@ internal static class BenchCommand
             var gallery = Path.Combine(parse.GetValue(bench)!, "gallery");
             var counts = parse.GetValue(workers)!.Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)).ToArray();
             return ClusterBench.RunAsync(gallery, counts, parse.GetValue(clients), parse.GetValue(searches), ct);
+        });
+        return command;
+    }
+
+    private static Command CreateGateway(Option<string> bench)
+    {
+        var clients = new Option<int>("--clients") { Description = "Concurrent search clients of the loaded runs.", DefaultValueFactory = _ => 4 };
+        var searches = new Option<int>("--searches") { Description = "Searches per loaded run (a quarter of them, at least 20, at one client).", DefaultValueFactory = _ => 400 };
+        var command = new Command("gateway", "Search latency through the real gateway process on the benchmark gallery: 1 and N concurrent clients, re-ranking off and on.");
+        command.Options.Add(bench);
+        command.Options.Add(clients);
+        command.Options.Add(searches);
+        command.SetAction(async (parse, ct) =>
+        {
+            var root = Path.GetFullPath(parse.GetValue(bench)!);
+            var (figures, points, rss) = await Peers.GatewayBench.RunAsync(null, "", root, parse.GetValue(searches), parse.GetValue(clients), ct).ConfigureAwait(false);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"gateway on {points} indexed images (the gallery, indexed at start), working set {rss / (1024 * 1024):F0} MiB"));
+            foreach (var f in figures)
+            {
+                Console.WriteLine(Peers.GatewayBench.Describe(f));
+            }
+
+            return 0;
         });
         return command;
     }

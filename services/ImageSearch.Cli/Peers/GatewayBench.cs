@@ -17,7 +17,13 @@ internal sealed record GatewayFigures(int Clients, bool Rerank, int Searches, do
 /// </summary>
 internal static class GatewayBench
 {
-    public static async Task<(IReadOnlyList<GatewayFigures> Figures, long Points, double RssBytes)> RunAsync(string storeRoot, string storeFolder, string benchRoot,
+    /// <summary>
+    /// Starts the gateway on the benchmark gallery (with a copy of the prepared store under
+    /// <paramref name="storeRoot"/>/<paramref name="storeFolder"/>, or with the gallery alone when
+    /// <paramref name="storeRoot"/> is null), then measures 1 and <paramref name="clients"/>
+    /// concurrent clients sending <paramref name="searches"/> searches, re-ranking off and on.
+    /// </summary>
+    public static async Task<(IReadOnlyList<GatewayFigures> Figures, long Points, double RssBytes)> RunAsync(string? storeRoot, string storeFolder, string benchRoot,
         int searches, int clients, CancellationToken ct)
     {
         var gallery = Path.GetFullPath(Path.Combine(benchRoot, "gallery"));
@@ -26,7 +32,11 @@ internal static class GatewayBench
         try
         {
             // The folder name of a local-features index: the gateway serves both ways per request.
-            StoreBench.CopyDirectory(Path.Combine(storeRoot, storeFolder.Replace("+sift1", "", StringComparison.Ordinal)), Path.Combine(work, "db", storeFolder));
+            if (storeRoot is not null)
+            {
+                StoreBench.CopyDirectory(Path.Combine(storeRoot, storeFolder.Replace("+sift1", "", StringComparison.Ordinal)), Path.Combine(work, "db", storeFolder));
+            }
+
             var port = FreePort();
             var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
             var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)!, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -34,6 +44,7 @@ internal static class GatewayBench
             {
                 dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={gallery}", $"--Index:Directory={Path.Combine(work, "db")}",
                 $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}", "--Rerank:Enabled=true", "--Logging:LogLevel:Default=Warning",
+                "--RateLimit:Enabled=false", // one address sends more searches per second than a client may: the services are measured, not the limiter
             })
             {
                 psi.ArgumentList.Add(a);
@@ -160,6 +171,10 @@ internal static class GatewayBench
         listener.Start();
         return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
+
+    /// <summary>One line per load, as <c>bench gateway</c> prints them.</summary>
+    internal static string Describe(GatewayFigures f) => string.Create(CultureInfo.InvariantCulture,
+        $"{f.Clients} client{(f.Clients == 1 ? "" : "s")}, re-ranking {(f.Rerank ? "on" : "off")}: {f.Searches} searches, {f.Qps:F1}/s; p50 {f.P50:F1} ms, p99 {f.P99:F1} ms (p99/p50 {f.P99 / f.P50:F2}); server embedding p50 {f.EmbedP50:F1} ms (p50 minus it {f.P50 - f.EmbedP50:+0.0;-0.0}), after it p50 {f.SearchP50:F1} ms");
 
     internal static string Ms(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
 }
