@@ -573,6 +573,35 @@ static void descriptor_scalar(const VlSiftFilt *f, float *descr, const VlSiftKey
 }
 
 #if defined(__x86_64__)
+/* The SIMD descriptors accumulate into a histogram padded by one spatial bin on every side, so
+ * samples whose bins fall outside the 4x4 patch land in the border instead of needing tests. */
+enum { PAD_Y = (NBP + 2) * NBO };
+
+/* Adds the 8 weights of each sample whose bit is set in `reach`, in lane (VLFeat's sample) order;
+ * a sample's 8 adds go to 8 different bins. */
+static inline void scatter_samples(float *hist, unsigned reach, float weights[8][8], const int *bases, const int *t0s, const int *t1s) {
+  for (unsigned m = reach; m; m &= m - 1) {
+    int l = __builtin_ctz(m);
+    float *h = hist + bases[l];
+    int t0 = t0s[l], t1 = t1s[l];
+    h[t0] += weights[0][l];
+    h[t1] += weights[1][l];
+    h[PAD_Y + t0] += weights[2][l];
+    h[PAD_Y + t1] += weights[3][l];
+    h[NBO + t0] += weights[4][l];
+    h[NBO + t1] += weights[5][l];
+    h[NBO + PAD_Y + t0] += weights[6][l];
+    h[NBO + PAD_Y + t1] += weights[7][l];
+  }
+}
+
+/* The 4x4x8 descriptor without the padding border. */
+static inline void unpad_histogram(float *descr, const float *hist) {
+  for (int by = 0; by < NBP; by++) {
+    for (int bx = 0; bx < NBP; bx++) memcpy(descr + by * NBO * NBP + bx * NBO, hist + (by + 1) * PAD_Y + (bx + 1) * NBO, sizeof(float) * NBO);
+  }
+}
+
 /* descriptor_avx512's steps with AVX2: the 8 samples' doubles in two 4-lane halves, masks as
  * vectors. */
 __attribute__((target("avx2"))) static inline __m256 pd2_to_ps(__m256d lo, __m256d hi) {
@@ -592,7 +621,6 @@ __attribute__((target("avx2"))) static void descriptor_avx2(const VlSiftFilt *f,
   const __m256 two_pi_f = _mm256_set1_ps((float)(2 * VL_PI)), zero_f = _mm256_setzero_ps();
   const __m256i lane_i = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
   int x_from = VL_MAX(-g.W, 1 - g.xi), x_to = VL_MIN(+g.W, g.w - g.xi - 2);
-  enum { PAD_Y = (NBP + 2) * NBO };
   float hist[(NBP + 2) * (NBP + 2) * NBO] __attribute__((aligned(64)));
   memset(hist, 0, sizeof hist);
   float weights[8][8] __attribute__((aligned(32)));
@@ -677,24 +705,10 @@ __attribute__((target("avx2"))) static void descriptor_avx2(const VlSiftFilt *f,
       _mm256_store_si256((__m256i *)bases, _mm256_add_epi32(_mm256_slli_epi32(ox, 3), _mm256_mullo_epi32(oy, _mm256_set1_epi32(PAD_Y))));
       _mm256_store_si256((__m256i *)t0s, _mm256_and_si256(bint, seven));
       _mm256_store_si256((__m256i *)t1s, _mm256_and_si256(_mm256_add_epi32(bint, _mm256_set1_epi32(1)), seven));
-      for (unsigned m = reach; m; m &= m - 1) {
-        int l = __builtin_ctz(m);
-        float *h = hist + bases[l];
-        int t0 = t0s[l], t1 = t1s[l];
-        h[t0] += weights[0][l];
-        h[t1] += weights[1][l];
-        h[PAD_Y + t0] += weights[2][l];
-        h[PAD_Y + t1] += weights[3][l];
-        h[NBO + t0] += weights[4][l];
-        h[NBO + t1] += weights[5][l];
-        h[NBO + PAD_Y + t0] += weights[6][l];
-        h[NBO + PAD_Y + t1] += weights[7][l];
-      }
+      scatter_samples(hist, reach, weights, bases, t0s, t1s);
     }
   }
-  for (int by = 0; by < NBP; by++) {
-    for (int bx = 0; bx < NBP; bx++) memcpy(descr + by * NBO * NBP + bx * NBO, hist + (by + 1) * PAD_Y + (bx + 1) * NBO, sizeof(float) * NBO);
-  }
+  unpad_histogram(descr, hist);
   finish_descriptor(f, descr);
 }
 
@@ -713,7 +727,6 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
   int x_from = VL_MAX(-g.W, 1 - g.xi), x_to = VL_MIN(+g.W, g.w - g.xi - 2);
   /* The histogram with a border of one spatial bin on every side (6 x 6 x 8): the bins a sample
    * misses in VLFeat's bounds tests fall in the border, so the adds need no tests. */
-  enum { PAD_Y = (NBP + 2) * NBO };
   float hist[(NBP + 2) * (NBP + 2) * NBO] __attribute__((aligned(64)));
   memset(hist, 0, sizeof hist);
   float weights[8][8] __attribute__((aligned(32)));
@@ -794,24 +807,10 @@ __attribute__((target("avx512f,avx512vl"))) static void descriptor_avx512(const 
       _mm256_store_si256((__m256i *)t1s, _mm256_and_si256(_mm256_add_epi32(bint, _mm256_set1_epi32(1)), seven));
       /* Samples in VLFeat's order; a sample's 8 adds go to 8 different bins, so their order among
        * themselves does not matter, and out-of-patch bins land in the padding. */
-      for (unsigned m = reach; m; m &= m - 1) {
-        int l = __builtin_ctz(m);
-        float *h = hist + bases[l];
-        int t0 = t0s[l], t1 = t1s[l];
-        h[t0] += weights[0][l];
-        h[t1] += weights[1][l];
-        h[PAD_Y + t0] += weights[2][l];
-        h[PAD_Y + t1] += weights[3][l];
-        h[NBO + t0] += weights[4][l];
-        h[NBO + t1] += weights[5][l];
-        h[NBO + PAD_Y + t0] += weights[6][l];
-        h[NBO + PAD_Y + t1] += weights[7][l];
-      }
+      scatter_samples(hist, reach, weights, bases, t0s, t1s);
     }
   }
-  for (int by = 0; by < NBP; by++) {
-    for (int bx = 0; bx < NBP; bx++) memcpy(descr + by * NBO * NBP + bx * NBO, hist + (by + 1) * PAD_Y + (bx + 1) * NBO, sizeof(float) * NBO);
-  }
+  unpad_histogram(descr, hist);
   finish_descriptor(f, descr);
 }
 #endif
