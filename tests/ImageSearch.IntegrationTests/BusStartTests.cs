@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
 
 namespace ImageSearch.IntegrationTests;
@@ -226,32 +225,15 @@ public sealed class BusStartTests : IAsyncLifetime
     }
 
     /// <summary>One distributed service (query, ingest or watcher) as its own process on a loopback port.</summary>
-    private sealed class ServiceProcess : IAsyncDisposable
+    private sealed class ServiceProcess : TestProcess
     {
-        private readonly Process process;
-        private readonly StringBuilder log = new();
-
         private ServiceProcess(string name, Process process, Uri address)
+            : base(process, address, $"{name} service", clientTimeout: TimeSpan.FromMinutes(1), waitLimit: TimeSpan.FromMinutes(4), poll: TimeSpan.FromMilliseconds(200), timeoutLogLines: 40)
         {
             Name = name;
-            this.process = process;
-            Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(1) };
         }
 
         public string Name { get; }
-
-        public HttpClient Client { get; }
-
-        public string Log
-        {
-            get
-            {
-                lock (log)
-                {
-                    return log.ToString();
-                }
-            }
-        }
 
         /// <summary>Starts the service with deploy/cluster.env's settings and returns once it answers /healthz/live.</summary>
         public static async Task<ServiceProcess> StartAsync(string name, string amqp, string library, IEnumerable<string> settings)
@@ -274,73 +256,9 @@ public sealed class BusStartTests : IAsyncLifetime
                 psi.ArgumentList.Add(a);
             }
 
-            var p = Process.Start(psi)!;
-            var s = new ServiceProcess(name, p, new Uri($"http://127.0.0.1:{port}/"));
-            p.OutputDataReceived += (_, e) => s.Append(e.Data);
-            p.ErrorDataReceived += (_, e) => s.Append(e.Data);
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
+            var s = new ServiceProcess(name, Process.Start(psi)!, new Uri($"http://127.0.0.1:{port}/"));
             await s.WaitUntilAsync(async () => (await s.Client.GetAsync("healthz/live").ConfigureAwait(false)).IsSuccessStatusCode, $"the {name} service to answer /healthz/live").ConfigureAwait(false);
             return s;
-        }
-
-        /// <summary>Polls until <paramref name="condition"/> holds. The deadline only bounds a broken run.</summary>
-        public async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-        {
-            var deadline = DateTime.UtcNow.AddMinutes(4);
-            while (true)
-            {
-                if (process.HasExited)
-                {
-                    throw new InvalidOperationException($"The {Name} service exited ({process.ExitCode}) while waiting for {what}:\n{Log}");
-                }
-
-                try
-                {
-                    if (await condition().ConfigureAwait(false))
-                    {
-                        return;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // Not listening yet, or a backend briefly away.
-                }
-
-                if (DateTime.UtcNow > deadline)
-                {
-                    throw new TimeoutException($"Gave up waiting for {what}. {Name} log:\n{Tail(Log)}");
-                }
-
-                await Task.Delay(200).ConfigureAwait(false);
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Client.Dispose();
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync().ConfigureAwait(false);
-            }
-
-            process.Dispose();
-        }
-
-        private static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(40).Select(l => l.Length > 400 ? l[..400] : l));
-
-        private void Append(string? line)
-        {
-            if (line is null)
-            {
-                return;
-            }
-
-            lock (log)
-            {
-                log.AppendLine(line);
-            }
         }
     }
 }

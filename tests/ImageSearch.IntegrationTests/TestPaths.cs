@@ -99,18 +99,14 @@ internal static class TestPaths
 }
 
 /// <summary>A gateway process on a loopback port, with its own library and index folders.</summary>
-internal sealed class GatewayProcess : IAsyncDisposable
+internal sealed class GatewayProcess : TestProcess
 {
-    private readonly Process process;
-    private readonly StringBuilder log = new();
-
     private GatewayProcess(Process process, Uri address, string library, string db)
+        : base(process, address, "gateway", clientTimeout: TimeSpan.FromMinutes(2), waitLimit: TimeSpan.FromMinutes(3), poll: TimeSpan.FromMilliseconds(100), timeoutLogLines: null)
     {
-        this.process = process;
         Address = address;
         Library = library;
         Db = db;
-        Client = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(2) };
     }
 
     public Uri Address { get; }
@@ -119,26 +115,11 @@ internal sealed class GatewayProcess : IAsyncDisposable
 
     public string Db { get; }
 
-    public HttpClient Client { get; }
-
     /// <summary>The gateway's process id (the dotnet host runs it in process).</summary>
-    public int ProcessId => process.Id;
-
-    public bool HasExited => process.HasExited;
+    public int ProcessId => Process.Id;
 
     /// <summary>The most resident memory the gateway has used so far (VmHWM).</summary>
     public long PeakResidentBytes => ReadStatusKilobytes("VmHWM") * 1024;
-
-    public string Log
-    {
-        get
-        {
-            lock (log)
-            {
-                return log.ToString();
-            }
-        }
-    }
 
     public static Task<GatewayProcess> StartAsync(string library, string db, params string[] settings) => StartAsync(library, db, waitForHealth: true, settings);
 
@@ -156,12 +137,7 @@ internal sealed class GatewayProcess : IAsyncDisposable
             psi.ArgumentList.Add(a);
         }
 
-        var p = Process.Start(psi)!;
-        var g = new GatewayProcess(p, new Uri($"http://127.0.0.1:{port}/"), library, db);
-        p.OutputDataReceived += (_, e) => g.Append(e.Data);
-        p.ErrorDataReceived += (_, e) => g.Append(e.Data);
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
+        var g = new GatewayProcess(Process.Start(psi)!, new Uri($"http://127.0.0.1:{port}/"), library, db);
         if (waitForHealth)
         {
             await g.WaitUntilAsync(async () => (await g.Client.GetAsync("healthz").ConfigureAwait(false)).IsSuccessStatusCode, "the gateway to answer /healthz").ConfigureAwait(false);
@@ -171,18 +147,11 @@ internal sealed class GatewayProcess : IAsyncDisposable
     }
 
     /// <summary>SIGKILL: no shutdown, no flush, no disposal; what is on disk is what a crash leaves.</summary>
-    public async Task KillAsync()
-    {
-        if (!process.HasExited)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync().ConfigureAwait(false);
-        }
-    }
+    public Task KillAsync() => StopAsync();
 
     private long ReadStatusKilobytes(string field)
     {
-        foreach (var line in File.ReadLines($"/proc/{process.Id}/status"))
+        foreach (var line in File.ReadLines($"/proc/{Process.Id}/status"))
         {
             if (line.StartsWith(field + ":", StringComparison.Ordinal))
             {
@@ -190,8 +159,60 @@ internal sealed class GatewayProcess : IAsyncDisposable
             }
         }
 
-        throw new InvalidOperationException($"No {field} in /proc/{process.Id}/status.");
+        throw new InvalidOperationException($"No {field} in /proc/{Process.Id}/status.");
     }
+}
+
+/// <summary>
+/// A program of the solution run as its own process on a loopback port: its output kept as a log,
+/// an HTTP client for it, polling for a condition, and a kill at disposal.
+/// </summary>
+internal abstract class TestProcess : IAsyncDisposable
+{
+    private readonly StringBuilder log = new();
+    private readonly string label;
+    private readonly TimeSpan waitLimit;
+    private readonly TimeSpan poll;
+    private readonly int? timeoutLogLines;
+
+    /// <summary>Wraps a started <paramref name="process"/> (output redirected) serving at <paramref name="address"/>.</summary>
+    /// <param name="process">The program, started with its standard output and error redirected.</param>
+    /// <param name="address">Where it listens.</param>
+    /// <param name="label">What messages call it ("gateway", "watcher service").</param>
+    /// <param name="clientTimeout">Timeout of <see cref="Client"/>'s requests.</param>
+    /// <param name="waitLimit">How long <see cref="WaitUntilAsync"/> polls before it gives up.</param>
+    /// <param name="poll">The pause between two polls.</param>
+    /// <param name="timeoutLogLines">How many of the log's last lines a timeout shows; null: all of it.</param>
+    protected TestProcess(Process process, Uri address, string label, TimeSpan clientTimeout, TimeSpan waitLimit, TimeSpan poll, int? timeoutLogLines)
+    {
+        Process = process;
+        this.label = label;
+        this.waitLimit = waitLimit;
+        this.poll = poll;
+        this.timeoutLogLines = timeoutLogLines;
+        Client = new HttpClient { BaseAddress = address, Timeout = clientTimeout };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) => Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public HttpClient Client { get; }
+
+    public bool HasExited => Process.HasExited;
+
+    public string Log
+    {
+        get
+        {
+            lock (log)
+            {
+                return log.ToString();
+            }
+        }
+    }
+
+    protected Process Process { get; }
 
     /// <summary>
     /// Polls until <paramref name="condition"/> holds. The deadline only bounds a broken run; no
@@ -199,12 +220,12 @@ internal sealed class GatewayProcess : IAsyncDisposable
     /// </summary>
     public async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
     {
-        var deadline = DateTime.UtcNow.AddMinutes(3);
+        var deadline = DateTime.UtcNow + waitLimit;
         while (true)
         {
-            if (process.HasExited)
+            if (Process.HasExited)
             {
-                throw new InvalidOperationException($"The gateway exited ({process.ExitCode}) while waiting for {what}:\n{Log}");
+                throw new InvalidOperationException($"The {label} exited ({Process.ExitCode}) while waiting for {what}:\n{Log}");
             }
 
             try
@@ -216,28 +237,36 @@ internal sealed class GatewayProcess : IAsyncDisposable
             }
             catch (HttpRequestException)
             {
-                // Not listening yet.
+                // Not listening yet, or a backend briefly away.
             }
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"Gave up waiting for {what}. Gateway log:\n{Log}");
+                var shown = timeoutLogLines is { } n
+                    ? string.Join('\n', Log.Split('\n').TakeLast(n).Select(l => l.Length > 400 ? l[..400] : l))
+                    : Log;
+                throw new TimeoutException($"Gave up waiting for {what}. The {label}'s log:\n{shown}");
             }
 
-            await Task.Delay(100).ConfigureAwait(false);
+            await Task.Delay(poll).ConfigureAwait(false);
         }
     }
 
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
-        if (!process.HasExited)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync().ConfigureAwait(false);
-        }
+        await StopAsync().ConfigureAwait(false);
+        Process.Dispose();
+    }
 
-        process.Dispose();
+    /// <summary>SIGKILL: no shutdown, no flush, no disposal; what is on disk is what a crash leaves.</summary>
+    protected async Task StopAsync()
+    {
+        if (!Process.HasExited)
+        {
+            Process.Kill(entireProcessTree: true);
+            await Process.WaitForExitAsync().ConfigureAwait(false);
+        }
     }
 
     private void Append(string? line)
