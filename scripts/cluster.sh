@@ -31,6 +31,7 @@ start() { # name, url, dll, args...
   local name=$1 url=$2 dll=$3; shift 3
   nohup dotnet "$dll" --urls "$url" "$@" >"$state/logs/$name.log" 2>&1 &
   echo "$! $name $url" >>"$state/pids"
+  last_pid=$!
 }
 
 health() { # url -> one line: the /healthz status and what each failing check says
@@ -44,9 +45,10 @@ bad = [k + ": " + str(v.get("description") or v.get("status")) for k, v in r.get
 print(r.get("status", "?") + ("; " + "; ".join(bad) if bad else ""))'
 }
 
-wait_healthy() { # url, name
+wait_healthy() { # url, name, pid: the process answers (not another one on the same port)
   for _ in $(seq 1 600); do
-    curl -fsS -o /dev/null "$1/healthz/live" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || { echo "cluster: $2 exited; see $state/logs/$2.log" >&2; tail -20 "$state/logs/$2.log" >&2; return 1; }
+    curl -fsS -o /dev/null "$1/healthz/live" 2>/dev/null && kill -0 "$3" 2>/dev/null && return 0
     sleep 0.2
   done
   echo "cluster: $2 did not become healthy; see $state/logs/$2.log" >&2; tail -20 "$state/logs/$2.log" >&2; return 1
@@ -79,6 +81,9 @@ case $cmd in
     [[ -n "$watch" ]] || { echo "cluster up: --watch <folder> is required" >&2; exit 2; }
     [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "cluster up: --workers must be a positive number" >&2; exit 2; }
     [[ -f "$state/pids" ]] && { echo "cluster: already up (state $state); run 'cluster down' first" >&2; exit 1; }
+    # Another server on the port would answer the health checks in the gateway's place.
+    python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null \
+      || { echo "cluster up: port $port is in use on 127.0.0.1 (another server or cluster?); pick one with --port" >&2; exit 1; }
     mkdir -p "$watch" "$state/logs"; watch=$(cd "$watch" && pwd)
     [[ -n "$db" ]] || db="$(dirname "$watch")/$(basename "$watch").imagesearch-cluster"
     # Callers that already ran setup (the test suite, bench cluster) skip it: a rebuild here would
@@ -92,7 +97,7 @@ case $cmd in
     export Bus__RabbitMqUrl="$amqp" Bus__ManagementUrl="$mgmt" Library__Root="$watch" Embedding__ModelsDirectory="$root/models" Index__Directory="$db"
     qport=$(free_port)
     start query "http://127.0.0.1:$qport" "$(bin Query)"
-    wait_healthy "http://127.0.0.1:$qport" query
+    wait_healthy "http://127.0.0.1:$qport" query "$last_pid"
     worker_urls=()
     for i in $(seq 1 "$workers"); do worker_urls+=("http://127.0.0.1:$(free_port)"); start "ingest-$i" "${worker_urls[-1]}" "$(bin Ingest)"; done
     # The watcher announces what it finds as soon as its bus is up. On a new broker the ingest queue
@@ -101,7 +106,7 @@ case $cmd in
     for i in $(seq 1 "$workers"); do wait_ready "${worker_urls[$((i - 1))]}" "ingest-$i"; done
     start watcher "http://127.0.0.1:$(free_port)" "$(bin Watcher)"
     start gateway "http://127.0.0.1:$port" "$(bin Gateway)" --Gateway:QueryServices:0="http://127.0.0.1:$qport"
-    wait_healthy "http://127.0.0.1:$port" gateway
+    wait_healthy "http://127.0.0.1:$port" gateway "$last_pid"
     trap - ERR
     echo "ImageSearch cluster: gateway http://127.0.0.1:$port/, query service :$qport, $workers ingest workers, broker $amqp"
     echo "watching $watch, index in $db; logs in $state/logs; stop with ./imagesearch cluster down" ;;

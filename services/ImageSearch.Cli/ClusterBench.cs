@@ -19,8 +19,8 @@ internal static class ClusterBench
         var work = Directory.CreateTempSubdirectory("imagesearch-cluster-bench-").FullName;
         try
         {
-            // Embedded reference: the same images through the in-process pipeline (the CLI's index
-            // command, which times from a loaded model to the last image indexed).
+            // The CLI's index command: the in-process pipeline with no watcher, from a loaded model to
+            // the last image indexed (the figure `./imagesearch bench` reports as end to end).
             var (_, indexOutput) = await RunAsync("dotnet", [typeof(ClusterBench).Assembly.Location, "index", gallery, "--db", Path.Combine(work, "embedded-db")], ct).ConfigureAwait(false);
             var match = System.Text.RegularExpressions.Regex.Match(indexOutput, @"indexed (\d+) images \(\d+ failed\) in ([0-9.]+) s");
             if (!match.Success)
@@ -29,15 +29,38 @@ internal static class ClusterBench
                 return 1;
             }
 
-            var embeddedRate = files.Length / double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"embedded: {files.Length} images at {embeddedRate:F1} images/s (model loaded before timing)"));
-            Console.WriteLine("| workers | images/s from drop | ratio to embedded | images/s first to last indexed | ratio to embedded | queue wait p50 / p99 (ms) | search p50 / p99 (ms) at " + clients + " clients |");
+            var indexRate = files.Length / double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"embedded, `index` command: {files.Length} images at {indexRate:F1} images/s (model loaded before timing, no watcher)"));
+
+            // The reference for the ratios: the embedded server (`./imagesearch serve --watch`), one
+            // process, measured exactly as the cluster below: the same drop into its watched folder,
+            // the same settle delay, the same status polling and the same search load.
+            var library = Directory.CreateDirectory(Path.Combine(work, "library-embedded")).FullName;
+            var port = FreePort();
+            var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
+            using var server = Start("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={library}", $"--Index:Directory={Path.Combine(work, "db-embedded")}",
+                $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}"]);
+            Measured embedded;
+            try
+            {
+                using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+                await WaitHealthyAsync(http, server, ct).ConfigureAwait(false);
+                embedded = await MeasureAsync(http, library, files, clients, searches, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                server.Kill(entireProcessTree: true);
+                await server.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            Console.WriteLine("| mode | images/s from drop | ratio to embedded | images/s first to last indexed | ratio to embedded | queue wait p50 / p99 (ms) | search p50 / p99 (ms) at " + clients + " clients |");
             Console.WriteLine("|---|---|---|---|---|---|---|");
+            Console.WriteLine(Row("embedded (serve --watch)", embedded, embedded));
             foreach (var n in workerCounts)
             {
-                var library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
+                library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
                 var state = Path.Combine(work, $"state-{n}");
-                var port = FreePort();
+                port = FreePort();
                 var (code, output) = await RunAsync("bash", [Path.Combine(CliHost.RepoRoot, "scripts", "cluster.sh"), "up", "--watch", library, "--workers", n.ToString(CultureInfo.InvariantCulture),
                     "--port", port.ToString(CultureInfo.InvariantCulture), "--db", Path.Combine(work, $"db-{n}"), "--state", state], ct).ConfigureAwait(false);
                 try
@@ -52,34 +75,8 @@ internal static class ClusterBench
 
                     // Every service is up and idle with its model loaded; now the images arrive.
                     await WaitForWorkersAsync(http, n, ct).ConfigureAwait(false);
-                    var up = Stopwatch.GetTimestamp();
-                    foreach (var f in files)
-                    {
-                        File.Copy(f, Path.Combine(library, Path.GetFileName(f)));
-                    }
-
-                    // Also note when the first image is indexed: the watcher holds each new file until it has
-                    // settled (Library:SettleTime, 1 s), a fixed delay that is latency, not bus overhead.
-                    long indexed, firstIndexed = 0;
-                    var first = 0L;
-                    while ((indexed = (await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false)).GetProperty("indexed").GetInt64()) < files.Length)
-                    {
-                        if (first == 0 && indexed > 0)
-                        {
-                            (first, firstIndexed) = (Stopwatch.GetTimestamp(), indexed);
-                        }
-
-                        await Task.Delay(100, ct).ConfigureAwait(false);
-                    }
-
-                    var seconds = Stopwatch.GetElapsedTime(up).TotalSeconds;
-                    var rate = files.Length / seconds;
-                    var steady = first == 0 ? double.NaN : (files.Length - firstIndexed) / Stopwatch.GetElapsedTime(first).TotalSeconds;
-                    var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
-                    var waitP50 = status.TryGetProperty("queueWaitP50Ms", out var w50) && w50.ValueKind == JsonValueKind.Number ? w50.GetDouble() : double.NaN;
-                    var waitP99 = status.TryGetProperty("queueWaitP99Ms", out var w99) && w99.ValueKind == JsonValueKind.Number ? w99.GetDouble() : double.NaN;
-                    var (p50, p99) = await LoadAsync(http, files, clients, searches, ct).ConfigureAwait(false);
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {n} | {rate:F1} | {rate / embeddedRate:F2} | {steady:F1} | {steady / embeddedRate:F2} | {waitP50:F0} / {waitP99:F0} | {p50:F1} / {p99:F1} |"));
+                    var cluster = await MeasureAsync(http, library, files, clients, searches, ct).ConfigureAwait(false);
+                    Console.WriteLine(Row(n == 1 ? "cluster, 1 worker" : $"cluster, {n} workers", cluster, embedded));
                 }
                 finally
                 {
@@ -87,12 +84,83 @@ internal static class ClusterBench
                 }
             }
 
-            Console.WriteLine("Both sides time from loaded models to the last image indexed; the cluster's clock starts when the images are dropped into the watched folder.");
+            Console.WriteLine("Every row times from loaded models: the clock starts when the images are copied into the watched folder, and \"first to last\" leaves out the watcher's settle delay (Library:SettleTime).");
             return 0;
         }
         finally
         {
             Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private static string Row(string mode, Measured m, Measured embedded) => string.Create(CultureInfo.InvariantCulture,
+        $"| {mode} | {m.Rate:F1} | {m.Rate / embedded.Rate:F2} | {m.Steady:F1} | {m.Steady / embedded.Steady:F2} | {m.WaitP50:F0} / {m.WaitP99:F0} | {m.SearchP50:F1} / {m.SearchP99:F1} |");
+
+    /// <summary>
+    /// Copies <paramref name="files"/> into the watched <paramref name="library"/>, polls the status
+    /// until all are indexed, then runs the search load. "Steady" is the rate from the first image
+    /// indexed to the last: the watcher holds each new file until it has settled (Library:SettleTime,
+    /// 1 s), a fixed delay that is latency, not throughput.
+    /// </summary>
+    private static async Task<Measured> MeasureAsync(HttpClient http, string library, string[] files, int clients, int searches, CancellationToken ct)
+    {
+        var up = Stopwatch.GetTimestamp();
+        foreach (var f in files)
+        {
+            File.Copy(f, Path.Combine(library, Path.GetFileName(f)));
+        }
+
+        long indexed, firstIndexed = 0;
+        var first = 0L;
+        while ((indexed = (await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false)).GetProperty("indexed").GetInt64()) < files.Length)
+        {
+            if (first == 0 && indexed > 0)
+            {
+                (first, firstIndexed) = (Stopwatch.GetTimestamp(), indexed);
+            }
+
+            await Task.Delay(100, ct).ConfigureAwait(false);
+        }
+
+        var rate = files.Length / Stopwatch.GetElapsedTime(up).TotalSeconds;
+        var steady = first == 0 ? double.NaN : (files.Length - firstIndexed) / Stopwatch.GetElapsedTime(first).TotalSeconds;
+        var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
+        var waitP50 = status.TryGetProperty("queueWaitP50Ms", out var w50) && w50.ValueKind == JsonValueKind.Number ? w50.GetDouble() : double.NaN;
+        var waitP99 = status.TryGetProperty("queueWaitP99Ms", out var w99) && w99.ValueKind == JsonValueKind.Number ? w99.GetDouble() : double.NaN;
+        var (p50, p99) = await LoadAsync(http, files, clients, searches, ct).ConfigureAwait(false);
+        return new Measured(rate, steady, waitP50, waitP99, p50, p99);
+    }
+
+    /// <summary>Waits until the embedded server's <c>/healthz</c> answers 200 (index open, model loaded).</summary>
+    private static async Task WaitHealthyAsync(HttpClient http, Process server, CancellationToken ct)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (server.HasExited)
+            {
+                throw new InvalidOperationException($"The embedded server exited with code {server.ExitCode} before it was ready.");
+            }
+
+            try
+            {
+                using var response = await http.GetAsync("healthz", ct).ConfigureAwait(false);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromMinutes(5))
+            {
+                throw new TimeoutException("The embedded server was not healthy within 5 minutes.");
+            }
+
+            await Task.Delay(200, ct).ConfigureAwait(false);
         }
     }
 
@@ -139,23 +207,53 @@ internal static class ClusterBench
 
     private static async Task<(int Code, string Output)> RunAsync(string program, string[] args, CancellationToken ct)
     {
+        using var p = Process.Start(StartInfo(program, args))!;
+        var stdout = p.StandardOutput.ReadToEndAsync(ct);
+        var stderr = p.StandardError.ReadToEndAsync(ct);
+        await p.WaitForExitAsync(ct).ConfigureAwait(false);
+        return (p.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+    }
+
+    /// <summary>Starts a long-running process whose output is read and dropped (the cluster's processes log to files).</summary>
+    private static Process Start(string program, string[] args)
+    {
+        var p = Process.Start(StartInfo(program, args))!;
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    private static ProcessStartInfo StartInfo(string program, string[] args)
+    {
         var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = CliHost.RepoRoot };
         psi.Environment["IMAGESEARCH_SKIP_SETUP"] = "1"; // `./imagesearch bench` ran setup before starting this process
 
         // The load comes from one address at more searches per second than a client may send
         // (RateLimit:SearchPerSecond): the bench measures the services, not the limiter.
         psi.Environment["RateLimit__Enabled"] = "false";
+
+        // Both sides run with the settings of deploy/cluster.env (model, ingest batching), so the
+        // ratio is the cost of the bus and the extra processes, not of a different configuration.
+        foreach (var line in File.ReadLines(Path.Combine(CliHost.RepoRoot, "deploy", "cluster.env")))
+        {
+            var eq = line.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0 && !line.StartsWith('#') && !line.StartsWith("Bus__", StringComparison.Ordinal))
+            {
+                psi.Environment.TryAdd(line[..eq], line[(eq + 1)..]);
+            }
+        }
+
         foreach (var a in args)
         {
             psi.ArgumentList.Add(a);
         }
 
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync(ct);
-        var stderr = p.StandardError.ReadToEndAsync(ct);
-        await p.WaitForExitAsync(ct).ConfigureAwait(false);
-        return (p.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+        return psi;
     }
+
+    private sealed record Measured(double Rate, double Steady, double WaitP50, double WaitP99, double SearchP50, double SearchP99);
 
     private static int FreePort()
     {
