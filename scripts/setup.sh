@@ -62,9 +62,9 @@ bash native/build.sh
 
 # 4. ONNX models exported from the TF.js weights in the npm package: the default (MobileNetV2-1.4
 # with R-MAC pooling) and InceptionV3, any other requested with --model, and for the tests the
-# other poolings (raw outputs only, no calibration: the model-fidelity and pooling tests).
+# other poolings and scales (raw outputs only, no calibration: the model-fidelity and pooling tests).
 models=(inception-v3-mixed7 mobilenet-v2-1.4-rmac)
-pooling_variants=(mobilenet-v2-1.4 mobilenet-v2-1.4-max mobilenet-v2-1.4-gem3)
+pooling_variants=(mobilenet-v2-1.4 mobilenet-v2-1.4-max mobilenet-v2-1.4-gem3 mobilenet-v2-1.4-rmac320 mobilenet-v2-1.4-rmac-ms)
 for m in "${requested[@]}"; do
   [[ " ${models[*]} ${pooling_variants[*]} " == *" $m "* ]] || { echo "setup: unknown model '$m' (known: ${models[*]} ${pooling_variants[*]})" >&2; exit 2; }
   [[ " ${models[*]} " == *" $m "* ]] || models+=("$m")

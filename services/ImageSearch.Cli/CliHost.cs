@@ -12,7 +12,7 @@ namespace ImageSearch.Cli;
 internal static class CliHost
 {
     public static readonly Option<string?> Db = new("--db") { Description = "Index folder (default: a folder beside the indexed one, '<folder>.imagesearch')." };
-    public static readonly Option<string?> Model = new("--model") { Description = "Embedding model: mobilenet-v2-1.4-rmac (default), inception-v3-mixed7; for the ablation also mobilenet-v2-1.4 (average pooling), -max, -gem3 (other poolings of the same map, set up on first use)." };
+    public static readonly Option<string?> Model = new("--model") { Description = "Embedding model: mobilenet-v2-1.4-rmac (default), inception-v3-mixed7; for the ablation also mobilenet-v2-1.4 (average pooling), -max, -gem3 (other poolings of the same map), -rmac320 (R-MAC at 320x320) and -rmac-ms (224 + 320 summed, about 3x the model time), set up on first use." };
     public static readonly Option<string?> Device = new("--device") { Description = "cpu (default) or cuda." };
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Log what the pipeline does." };
 

@@ -19,6 +19,7 @@ Run with Debian's interpreter (python3-onnx, python3-numpy):
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -60,6 +61,10 @@ class ModelSpec:
     # How the cut's feature map becomes the embedding: "model" (the cut is already a vector, or is
     # average-pooled as the model itself does), or one of POOLINGS over the final convolutional map.
     pooling: str = "model"
+    # Multi-scale: the input sizes the backbone runs at, the largest being `size`. The graph takes
+    # one `size` x `size` image, resamples it in the graph to each smaller size, pools every
+    # scale's map and returns the sum of the L2-normalised pooled vectors. Empty: one scale.
+    scales: tuple = ()
 
 
 _MOBILENET_PREFIX = (
@@ -107,6 +112,32 @@ MODELS = {
                 ("gem3", "generalised-mean pooling, p = 3 (GeM)"),
                 ("rmac", "regional max pooling over 1 + 4 + 9 regions, each L2-normalised, summed (R-MAC)"),
             )
+        ),
+        # R-MAC at a larger input (a 10x10 map, regions by Tolias et al.'s rule) and the sum of the
+        # 224 and 320 scales (docs/QUALITY.md, multi-scale): exported and calibrated on request.
+        ModelSpec(
+            name="mobilenet-v2-1.4-rmac320",
+            path="dist/models/mobilenet_v2_mid",
+            kind="graph",
+            size=320,
+            dims=1792,
+            cut=_MOBILENET_PREFIX + "MobilenetV2/Conv_1/Relu6",
+            cut_text="MobilenetV2/Conv_1/Relu6 at 320x320 (10x10x1792) + R-MAC over 1 + 4 + 9 regions "
+                     "of sides 10, 6 and 5 (Tolias et al.), each L2-normalised, summed",
+            pooling="rmac",
+        ),
+        ModelSpec(
+            name="mobilenet-v2-1.4-rmac-ms",
+            path="dist/models/mobilenet_v2_mid",
+            kind="graph",
+            size=320,
+            dims=1792,
+            cut=_MOBILENET_PREFIX + "MobilenetV2/Conv_1/Relu6",
+            cut_text="MobilenetV2/Conv_1/Relu6 at two scales: the 320x320 input resampled in the graph "
+                     "to 224x224 (tent filter) + R-MAC as mobilenet-v2-1.4-rmac, and the 320x320 input + "
+                     "R-MAC as mobilenet-v2-1.4-rmac320; each L2-normalised, summed",
+            pooling="rmac",
+            scales=(224, 320),
         ),
     )
 }
@@ -263,14 +294,32 @@ class Graph:
         self.initializers = {}  # name -> np.ndarray, kept mutable until build() for BN folding
         self.shapes = {INPUT_NAME: (3, size, size)}  # tensor -> (C, H, W)
         self.size = size
+        self.scope = ""  # prefix of the node (and tensor) names added; see scoped()
 
-    def const(self, name, array):
-        if name in self.initializers:
+    @contextlib.contextmanager
+    def scoped(self, scope):
+        """Nodes added inside get `scope` prefixed to their names; initializers keep theirs, so a
+        scale that needs the weight an earlier scale stored shares it (the file holds one copy).
+        Inside a scope, re-adding an initializer with equal contents returns the stored one."""
+        saved, self.scope = self.scope, scope
+        try:
+            yield
+        finally:
+            self.scope = saved
+
+    def _initializer(self, name, array):
+        stored = self.initializers.get(name)
+        if stored is None:
+            self.initializers[name] = array
+        elif not (self.scope and stored.dtype == array.dtype and np.array_equal(stored, array)):
             raise ExportError(f"duplicate initializer {name}")
-        self.initializers[name] = np.asarray(array, dtype=np.float32)
         return name
 
+    def const(self, name, array):
+        return self._initializer(name, np.asarray(array, dtype=np.float32))
+
     def node(self, op, inputs, output, shape, **attrs):
+        output = self.scope + output
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
         self.shapes[output] = shape
         return output
@@ -315,10 +364,7 @@ class Graph:
         return self.node(op, [x, self.const(f"{name}/value", value)], name, self.shapes[x])
 
     def const_int64(self, name, array):
-        if name in self.initializers:
-            raise ExportError(f"duplicate initializer {name}")
-        self.initializers[name] = np.asarray(array, dtype=np.int64)
-        return name
+        return self._initializer(name, np.asarray(array, dtype=np.int64))
 
     def flatten(self, x, name):
         c, h, w = self.shapes[x]
@@ -375,6 +421,8 @@ def ancestors(target, inputs_of):
 
 
 def convert_layers_model(spec, model_json, weights):
+    if spec.scales or spec.pooling != "model":
+        raise ExportError(f"{spec.name}: other poolings and scales are only built for the GraphDef models")
     config = model_json["modelTopology"]["model_config"]
     if config["class_name"] not in ("Model", "Functional"):
         raise ExportError(f"model class {config['class_name']} not supported")
@@ -453,13 +501,33 @@ def convert_layers_model(spec, model_json, weights):
     return g, g.flatten(pooled, "embedding/flatten")
 
 
+def rmac_regions(size, levels=3):
+    """The R-MAC regions of a size x size map as (top, left, side), level by level: at level
+    l = 1..levels, l x l square regions of side floor(2 * size / (l + 1)), the first and last at the
+    map's edges and the others evenly spaced between them (top and left floor(i * (size - side) /
+    (l - 1))), so neighbours overlap. This is Tolias et al.'s rule as the reference implementation
+    of Radenovic et al. (cnnimageretrieval) computes it for a square map; at level 1 the region is
+    the whole map. For a 10x10 map: 10; 6 at 0 and 4; 5 at 0, 2 and 5."""
+    regions = []
+    for level in range(1, levels + 1):
+        side = (2 * size) // (level + 1)
+        if side < 1:
+            raise ExportError(f"a {size}x{size} map is too small for {level}x{level} R-MAC regions")
+        starts = [0] if level == 1 else [math.floor(i * (size - side) / (level - 1)) for i in range(level)]
+        regions.append([(top, left, side) for top in starts for left in starts])
+    return regions
+
+
 def pool_map(g, x, pooling):
     """The embedding from a [C, H, W] feature map (values >= 0, after ReLU6), as [C].
 
     max: global max (MAC). gemP: generalised mean (mean of x^P)^(1/P) over positions, x clipped at
-    1e-6 (Radenovic et al.). rmac: max over square regions at three scales (the whole map; 2x2 and
-    3x3 regions of about 2/3 and 1/2 the side with overlap), each region vector L2-normalised, then
-    summed (Tolias et al., without the per-region whitening)."""
+    1e-6 (Radenovic et al.). rmac: max over square regions at three scales (the whole map, then
+    2x2 and 3x3 overlapping regions), each region vector L2-normalised, then summed (Tolias et
+    al., without the per-region whitening). On the 7x7 map of a 224x224 input the regions are the
+    shipped default's, 5x5 cells at stride 2 and 3x3 at stride 2, kept so that its vectors (and
+    every index and calibration built on them) stay as they are; on any other map they follow
+    rmac_regions (which would give 4x4 cells on a 7x7 map)."""
     c, h, w = g.shapes[x]
     if pooling == "max":
         return g.flatten(g.node("GlobalMaxPool", [x], "embedding/global_max_pool", (c, 1, 1)), "embedding/flatten")
@@ -470,9 +538,9 @@ def pool_map(g, x, pooling):
         mean = g.node("GlobalAveragePool", [powered], "embedding/gem_mean", (c, 1, 1))
         rooted = g.node("Pow", [mean, g.const("embedding/gem_inv_p", 1.0 / p)], "embedding/gem_root", (c, 1, 1))
         return g.flatten(rooted, "embedding/flatten")
+    if pooling == "rmac" and (h, w) != (7, 7):
+        return regional_max(g, x, rmac_regions(h) if h == w else None)
     if pooling == "rmac":
-        if (h, w) != (7, 7):
-            raise ExportError(f"R-MAC regions are laid out for a 7x7 map, not {h}x{w}")
         shape = g.const_int64("embedding/rmac_shape", [0, c, -1])
         total = None
         for level, (kernel, stride) in enumerate(((7, 1), (5, 2), (3, 2))):
@@ -484,6 +552,60 @@ def pool_map(g, x, pooling):
             total = summed if total is None else g.node("Add", [total, summed], f"embedding/rmac_upto{level}", (c,))
         return total
     raise ExportError(f"unknown pooling {pooling}")
+
+
+def regional_max(g, x, levels):
+    """Sum over `levels` (lists of (top, left, side) squares) of each region's L2-normalised
+    per-channel max: one Slice, ReduceMax and LpNormalization per region (14 for three levels),
+    little work next to the network's (a 10x10x1792 map against about 1.2 G multiply-adds)."""
+    c, h, w = g.shapes[x]
+    if levels is None:
+        raise ExportError(f"R-MAC regions are defined for square maps, not {h}x{w}")
+    axes = g.const_int64("embedding/rmac_axes", [2, 3])
+    total = None
+    for top, left, side in (region for level in levels for region in level):
+        name = f"embedding/rmac_{top}_{left}_{side}"
+        starts = g.const_int64(f"{name}/starts", [top, left])
+        ends = g.const_int64(f"{name}/ends", [top + side, left + side])
+        region = g.node("Slice", [x, starts, ends, axes], f"{name}/slice", (c, side, side))
+        peak = g.node("ReduceMax", [region], f"{name}/max", (c,), axes=[2, 3], keepdims=0)
+        unit = g.node("LpNormalization", [peak], f"{name}/l2", (c,), axis=1, p=2)
+        total = unit if total is None else g.node("Add", [total, unit], f"{name}/sum", (c,))
+    return total
+
+
+def tent_resampling(in_size, out_size):
+    """The [out_size, in_size] matrix of the decoder's resize (ImageSearch.Imaging's Resampler,
+    ResampleKernel.Triangle): output pixel o is centred on input coordinate (o + 0.5) * scale - 0.5,
+    the tent is stretched by the scale when shrinking (every input pixel contributes, no
+    aliasing), and each row's weights are normalised to sum to 1, as there."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)
+    support = stretch
+    taps = math.ceil(support) * 2 + 1
+    matrix = np.zeros((out_size, in_size), np.float64)
+    for o in range(out_size):
+        centre = (o + 0.5) * scale - 0.5
+        lo = max(0, math.ceil(centre - support))
+        hi = min(in_size - 1, math.floor(centre + support), lo + taps - 1)
+        weights = np.array([max(0.0, 1.0 - abs((i - centre) / stretch)) for i in range(lo, hi + 1)])
+        if weights.sum() <= 0:
+            raise ExportError(f"resampling {in_size} to {out_size}: output {o} has no input")
+        matrix[o, lo:hi + 1] = weights / weights.sum()
+    return matrix
+
+
+def resample(g, x, size):
+    """x ([3, S, S]) resized to [3, size, size] by tent_resampling along both axes: two MatMuls
+    with constant matrices (the batch and channel dimensions broadcast)."""
+    channels, height, width = g.shapes[x]
+    if height != width:
+        raise ExportError(f"resampling a {height}x{width} input is not supported (square only)")
+    matrix = tent_resampling(width, size)
+    columns = g.node("MatMul", [x, g.const(f"resample{size}/columns", matrix.T)], "resample/columns",
+                     (channels, height, size))
+    return g.node("MatMul", [g.const(f"resample{size}/rows", matrix), columns], "resample/rows",
+                  (channels, size, size))
 
 
 def fold_batch_norm(g, layer, src, consumers, weight):
@@ -560,7 +682,34 @@ def convert_graph_model(spec, model_json, weights):
     visit(spec.cut)
 
     g = Graph(spec.size)
+    if not spec.scales:
+        feature = convert_graph_nodes(g, spec, nodes, inputs_of, order, weights, INPUT_NAME)
+        return g, feature if spec.pooling == "model" else pool_map(g, feature, spec.pooling)
+
+    # Multi-scale: the backbone once per scale (sharing its weights), on the input resampled in the
+    # graph to that scale, so the embedder feeds one image per model run as for any other model.
+    if spec.pooling == "model" or max(spec.scales) != spec.size or len(set(spec.scales)) != len(spec.scales):
+        raise ExportError(f"{spec.name}: scales {spec.scales} need a pooling of the map and {spec.size} as the largest")
+    units = []
+    for size in sorted(spec.scales):
+        with g.scoped(f"scale{size}/"):
+            source = INPUT_NAME if size == spec.size else resample(g, INPUT_NAME, size)
+            feature = convert_graph_nodes(g, spec, nodes, inputs_of, order, weights, source)
+            pooled = pool_map(g, feature, spec.pooling)
+            units.append(g.node("LpNormalization", [pooled], "embedding/l2", g.shapes[pooled], axis=1, p=2))
+    total = units[0]
+    for i, unit in enumerate(units[1:], start=1):
+        total = g.node("Add", [total, unit], f"embedding/scales_upto{i}", g.shapes[unit])
+    return g, total
+
+
+def convert_graph_nodes(g, spec, nodes, inputs_of, order, weights, source):
+    """Adds the TF nodes in `order` (up to spec.cut) to g, fed by the image tensor `source`; returns
+    the cut's tensor. The network up to its last convolution is fully convolutional, so it runs at
+    any input size, although the TF-Hub graph fixes its placeholder at 224x224; only the model's
+    own head (a 7x7 average pool) needs that size."""
     tensor, consts = {}, {}
+    _, size, _ = g.shapes[source]
     for name in order:
         node, op = nodes[name], nodes[name]["op"]
         srcs = inputs_of(name)
@@ -569,10 +718,10 @@ def convert_graph_model(spec, model_json, weights):
 
         if op == "Placeholder":
             dims = [int(d.get("size", -1)) for d in node["attr"]["shape"]["shape"]["dim"]]
-            if dims != [-1, spec.size, spec.size, 3]:
-                raise ExportError(f"placeholder {name} has shape {dims}, expected [-1,{spec.size},{spec.size},3]")
+            if dims != [-1, dims[1], dims[1], 3] or (size != dims[1] and spec.pooling == "model"):
+                raise ExportError(f"placeholder {name} has shape {dims}; the model's own output needs [-1,{size},{size},3]")
             # nsfwjs feeds `pixels.toFloat().div(255)`; the graph itself then maps [0,1] to [-1,1].
-            tensor[name] = g.scalar_op("Div", INPUT_NAME, "preprocess/div255", 255.0)
+            tensor[name] = g.scalar_op("Div", source, "preprocess/div255", 255.0)
         elif op == "Const":
             if name not in weights:
                 raise ExportError(f"Const {name} has no entry in the weights manifest (inline constants not supported)")
@@ -607,9 +756,7 @@ def convert_graph_model(spec, model_json, weights):
             tensor[name] = tensor[srcs[0]]
         else:
             raise ExportError(f"node {name}: op {op} not supported")
-    if spec.pooling != "model":
-        return g, pool_map(g, tensor[spec.cut], spec.pooling)
-    return g, tensor[spec.cut]
+    return tensor[spec.cut]
 
 
 def convert_fused_conv(g, node, x, args):
