@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ImageSearch.Core;
+using ImageSearch.Hosting;
 using ImageSearch.Pipeline;
 using Microsoft.Extensions.Hosting;
 
@@ -71,6 +72,11 @@ internal static class SearchCommands
             await host.StartAsync(ct).ConfigureAwait(false);
             try
             {
+                if (await OtherModelsOnlyAsync(host, parse, ct).ConfigureAwait(false) is { } wrongModel)
+                {
+                    return Fail("search: " + wrongModel);
+                }
+
                 var bytes = await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false);
                 var result = await host.Service<SearchService>().SearchAsync(new ImageQuery(bytes, region, top, parse.GetValue(Exact), parse.GetValue(Regions), parse.GetValue(Expand), !parse.GetValue(NoRerank)), ct).ConfigureAwait(false);
                 var rank = 0;
@@ -140,6 +146,11 @@ internal static class SearchCommands
             await host.StartAsync(ct).ConfigureAwait(false);
             try
             {
+                if (await OtherModelsOnlyAsync(host, parse, ct).ConfigureAwait(false) is { } wrongModel)
+                {
+                    return Fail("search-batch: " + wrongModel);
+                }
+
                 var results = await RunAsync(host.Service<SearchService>(), list, parse.GetValue(Top), parse.GetValue(Exact), ct).ConfigureAwait(false);
                 await WriteResultsAsync(parse.GetValue(output)!, parse.GetValue(format)!, list, results, ct).ConfigureAwait(false);
                 var failed = results.Count(r => r is null);
@@ -291,6 +302,32 @@ internal static class SearchCommands
                 settings[AugmentationOptions.Section + ":Neighbours"] = neighbours.ToString(CultureInfo.InvariantCulture);
             }
         });
+    }
+
+    /// <summary>
+    /// The index folder holds one store per model (and calibration): searching with a model whose store
+    /// is empty while stores of other models hold images would answer "no hits" for a reason the user
+    /// cannot see, so that is an error naming the models the folder was indexed with.
+    /// </summary>
+    private static async Task<string?> OtherModelsOnlyAsync(IHost host, ParseResult parse, CancellationToken ct)
+    {
+        if (await host.Service<IVectorStore>().CountAsync(ct).ConfigureAwait(false) > 0)
+        {
+            return null;
+        }
+
+        var db = Path.GetFullPath(parse.GetValue(CliHost.Db) ?? CliHost.LastIndex()!);
+        var model = host.Service<IEmbedder>().Model;
+        var current = ImageSearchHosting.FolderName(model);
+        var others = Directory.GetDirectories(db)
+            .Select(Path.GetFileName)
+            .Where(name => !name!.StartsWith(current, StringComparison.Ordinal) && File.Exists(Path.Combine(db, name, "points.db")))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        return others.Count == 0
+            ? null
+            : $"'{db}' holds no images for the model {model.Key}, only for: {string.Join(", ", others)}. " +
+              $"Search with the model it was indexed with (--model {others[0]!.Split('@')[0]}), or index it again with this one.";
     }
 
     private static int Fail(string message)

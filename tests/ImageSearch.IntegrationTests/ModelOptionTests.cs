@@ -33,6 +33,13 @@ public sealed class ModelOptionTests : IDisposable
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(3, lines.Length);
         Assert.EndsWith("nature-woods-and-bench.jpg", lines[0].Trim(), StringComparison.Ordinal);
+
+        // Without --model, the default model finds nothing of its own in that folder: an error that
+        // names the model the folder was indexed with, not an empty answer.
+        (code, stdout, stderr) = await TestPaths.RunAsync(TestPaths.Cli, "search", Path.Combine(TestPaths.Variants, "nature-woods-and-bench.crop50.jpg"), "--db", db);
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        Assert.Contains($"--model {Model})", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
