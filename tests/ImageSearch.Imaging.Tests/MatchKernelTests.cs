@@ -129,6 +129,25 @@ public sealed class MatchKernelTests
     }
 
     [Fact]
+    public void Many_threads_matching_at_once_get_the_scalar_loops_matches_and_null_references_still_throw()
+    {
+        // Re-ranking matches on every core at once: the native scratch is per thread. A kernel that
+        // enlarges the thread's signal frames must never run on the runtime's threads: an AMX-INT8
+        // kernel was tried, and the process died (SIGSEGV) at the next null reference on a thread that
+        // had used the tiles. The runtime handles a null reference as a SIGSEGV on a 16 KB alternate
+        // signal stack, and a frame carrying the 8 KB tile state takes ~12 KB of it (AT_MINSIGSTKSZ).
+        var sets = PhotoFeatures.Value;
+        var expected = Enumerable.Range(0, 20).Select(i => GeometricVerifier.Match(sets[i], sets[i + 1], Ratio, GeometricVerifier.ScalarMatch)).ToArray();
+        Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, n =>
+        {
+            var i = n % expected.Length;
+            Assert.Equal(expected[i], GeometricVerifier.Match(sets[i], sets[i + 1], Ratio, GeometricVerifier.BestMatchKernel));
+            object? nothing = n < 0 ? new object() : null;
+            Assert.Throws<NullReferenceException>(() => nothing!.GetHashCode());
+        });
+    }
+
+    [Fact]
     public void Too_few_descriptor_bytes_are_refused_before_any_kernel_reads_them()
     {
         var full = PhotoFeatures.Value[0];
