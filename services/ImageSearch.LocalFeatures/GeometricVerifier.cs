@@ -156,6 +156,20 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
             return;
         }
 
+        if (kernel == ScalarMatch)
+        {
+            NearestManaged<ScalarDistance>(query, candidate, best, bestIndex, second);
+        }
+        else
+        {
+            NearestManaged<Avx2Distance>(query, candidate, best, bestIndex, second);
+        }
+    }
+
+    /// <summary>The managed loop, one distance per pair (specialised per distance: no test in the loop).</summary>
+    private static void NearestManaged<TDistance>(LocalFeatureSet query, LocalFeatureSet candidate, Span<int> best, Span<int> bestIndex, Span<int> second)
+        where TDistance : struct, IDescriptorDistance
+    {
         var q = query.Descriptors.AsSpan();
         var c = candidate.Descriptors.AsSpan();
         const int L = LocalFeatureSet.DescriptorLength;
@@ -165,8 +179,7 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
             int nearest = int.MaxValue, runnerUp = int.MaxValue, nearestIndex = -1;
             for (var j = 0; j < candidate.Count; j++)
             {
-                var cj = c.Slice(j * L, L);
-                var d = kernel == ScalarMatch ? ScalarSquaredDistance(a, cj) : SquaredDistance(a, cj);
+                var d = TDistance.Of(a, c.Slice(j * L, L));
                 if (d < nearest)
                 {
                     runnerUp = nearest;
@@ -200,6 +213,22 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
         }
 
         return ManagedMatchKernel;
+    }
+
+    /// <summary>A squared descriptor distance for <see cref="NearestManaged{TDistance}"/>.</summary>
+    private interface IDescriptorDistance
+    {
+        static abstract int Of(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b);
+    }
+
+    private readonly struct ScalarDistance : IDescriptorDistance
+    {
+        public static int Of(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b) => ScalarSquaredDistance(a, b);
+    }
+
+    private readonly struct Avx2Distance : IDescriptorDistance
+    {
+        public static int Of(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b) => SquaredDistance(a, b);
     }
 
     /// <summary>Squared Euclidean distance of two 128-byte descriptors.</summary>
