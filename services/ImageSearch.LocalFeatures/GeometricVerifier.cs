@@ -13,6 +13,8 @@ namespace ImageSearch.LocalFeatures;
 /// match is tried as a hypothesis: exhaustive and deterministic, no random sampling, O(matches²).
 /// A match is an inlier of a hypothesis when it maps within <see cref="LocalFeatureOptions.InlierTolerance"/>
 /// of the candidate's longer side, and its scale ratio and orientation change agree with the hypothesis.
+/// The nearest-two search of the ratio test runs natively (sift_shim.c, AVX-512 VNNI) where the CPU
+/// can, else as a managed loop; both give the same matches (exact integer distances, same ties).
 /// </summary>
 public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : IGeometricVerifier
 {
