@@ -36,7 +36,7 @@ public sealed class LocalFeatureOptions
 
     /// <summary>
     /// Matches descriptors with the managed loop (one AVX2 distance per pair where the CPU has AVX2,
-    /// the path before the native kernel) instead of the native AVX-512 VNNI search (6-10x faster,
+    /// the path before the native kernel) instead of the native AVX-512 VNNI search (about 9x faster,
     /// used where the CPU has it). Both give the same matches; this is the reference for comparisons
     /// and benchmarks.
     /// </summary>
