@@ -25,6 +25,7 @@ internal static class BenchCommand
         command.Subcommands.Add(CreateCluster(bench));
         command.Subcommands.Add(CreateGateway(bench));
         command.Subcommands.Add(Peers.PeersBench.Create(bench));
+        command.Subcommands.Add(VerifyBench.Create(bench));
         command.Subcommands.Add(Reliability.FuzzCommand.Create());
         command.Subcommands.Add(Reliability.LoadCommand.Create());
         command.Options.Add(bench);

@@ -33,4 +33,16 @@ internal static unsafe partial class SiftNative
     [LibraryImport(Library, EntryPoint = "is_sift_extract")]
     internal static partial int Extract(float* image, int width, int height, int firstOctave, double peakThreshold, double edgeThreshold,
         int maxFeatures, int kernel, float* frames, byte* descriptors);
+
+    /// <summary>1 when <see cref="Nearest2"/> runs on this CPU (AVX-512 F, BW and VNNI), else 0.</summary>
+    [LibraryImport(Library, EntryPoint = "is_sift_match_supported")]
+    internal static partial int MatchSupported();
+
+    /// <summary>
+    /// See sift_shim.c: for each of <paramref name="queryCount"/> query descriptors, the squared distance to the
+    /// nearest of <paramref name="candidateCount"/> (at least 2) candidate descriptors, its index and the second
+    /// smallest distance. Returns 0 or a negative status (<see cref="BadArgument"/> also when the CPU cannot run it).
+    /// </summary>
+    [LibraryImport(Library, EntryPoint = "is_sift_nearest2")]
+    internal static partial int Nearest2(byte* query, int queryCount, byte* candidates, int candidateCount, int* best, int* bestIndex, int* second);
 }
