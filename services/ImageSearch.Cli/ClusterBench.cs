@@ -50,7 +50,7 @@ internal static class ClusterBench
             {
                 using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
                 await WaitHealthyAsync(http, server, ct).ConfigureAwait(false);
-                embedded = await MeasureAsync(http, library, warmup, files, clients, searches, ct).ConfigureAwait(false);
+                embedded = await MeasureAsync(http, library, warmup, files, clients, searches, () => new Dictionary<string, int> { ["server"] = server.Id }, ct).ConfigureAwait(false);
             }
             finally
             {
@@ -61,6 +61,7 @@ internal static class ClusterBench
             Console.WriteLine("| mode | images/s from drop | ratio to embedded | images/s first to last indexed | ratio to embedded | queue wait p50 / p99 (ms) | search p50 / p99 (ms) at " + clients + " clients |");
             Console.WriteLine("|---|---|---|---|---|---|---|");
             Console.WriteLine(Row("embedded (serve --watch)", embedded, embedded));
+            List<string> cpuLines = [Cpu("embedded (serve --watch)", embedded)];
             foreach (var n in workerCounts)
             {
                 library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
@@ -80,13 +81,20 @@ internal static class ClusterBench
 
                     // Every service is up and idle with its model loaded; now the images arrive.
                     await WaitForWorkersAsync(http, n, ct).ConfigureAwait(false);
-                    var cluster = await MeasureAsync(http, library, warmup, files, clients, searches, ct).ConfigureAwait(false);
-                    Console.WriteLine(Row(n == 1 ? "cluster, 1 worker" : $"cluster, {n} workers", cluster, embedded));
+                    var cluster = await MeasureAsync(http, library, warmup, files, clients, searches, () => ClusterProcesses(state), ct).ConfigureAwait(false);
+                    var mode = n == 1 ? "cluster, 1 worker" : $"cluster, {n} workers";
+                    Console.WriteLine(Row(mode, cluster, embedded));
+                    cpuLines.Add(Cpu(mode, cluster));
                 }
                 finally
                 {
                     await RunAsync("bash", [Path.Combine(CliHost.RepoRoot, "scripts", "cluster.sh"), "down", "--state", state], CancellationToken.None).ConfigureAwait(false);
                 }
+            }
+
+            foreach (var line in cpuLines)
+            {
+                Console.WriteLine(line);
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Every row times warm processes ({warmup.Length} other photos indexed first): the clock starts when the images are copied into the watched folder, and \"first to last\" leaves out the watcher's settle delay (Library:SettleTime)."));
@@ -103,13 +111,61 @@ internal static class ClusterBench
     private static string Row(string mode, Measured m, Measured embedded) => string.Create(CultureInfo.InvariantCulture,
         $"| {mode} | {m.Rate:F1} | {m.Rate / embedded.Rate:F2} | {m.Steady:F1} | {m.Steady / embedded.Steady:F2} | {m.WaitP50:F0} / {m.WaitP99:F0} | {m.SearchP50:F1} / {m.SearchP99:F1} |");
 
+    /// <summary>CPU seconds each process spent from the drop to the last image indexed, and their sum.</summary>
+    private static string Cpu(string mode, Measured m) => string.Create(CultureInfo.InvariantCulture,
+        $"CPU during the timed ingestion, {mode}: {m.CpuSeconds.Values.Sum():F1} s ({string.Join(", ", m.CpuSeconds.Select(p => $"{p.Key} {p.Value:F1}"))})");
+
+    /// <summary>The cluster's processes (scripts/cluster.sh records their pids) and its broker (the Erlang VM running on the state folder's data).</summary>
+    private static Dictionary<string, int> ClusterProcesses(string state)
+    {
+        var processes = File.ReadAllLines(Path.Combine(state, "pids")).Select(l => l.Split(' ')).ToDictionary(p => p[1], p => int.Parse(p[0], CultureInfo.InvariantCulture));
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.Contains("beam.smp", StringComparison.Ordinal) && cmdline.Contains(state, StringComparison.Ordinal) &&
+                    int.TryParse(Path.GetFileName(dir), CultureInfo.InvariantCulture, out var pid))
+                {
+                    processes["broker"] = pid;
+                }
+            }
+            catch (IOException)
+            {
+                // the process ended, or /proc/<pid> is not a process
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // another user's process
+            }
+        }
+
+        return processes;
+    }
+
+    /// <summary>User plus system CPU time of each process, read from /proc (0 for one that is gone).</summary>
+    private static Dictionary<string, double> CpuSeconds(IReadOnlyDictionary<string, int> processes) =>
+        processes.ToDictionary(p => p.Key, p =>
+        {
+            try
+            {
+                using var process = Process.GetProcessById(p.Value);
+                return process.TotalProcessorTime.TotalSeconds;
+            }
+            catch (ArgumentException)
+            {
+                return 0;
+            }
+        });
+
     /// <summary>
     /// Copies <paramref name="files"/> into the watched <paramref name="library"/>, polls the status
     /// until all are indexed, then runs the search load. "Steady" is the rate from the first image
     /// indexed to the last: the watcher holds each new file until it has settled (Library:SettleTime,
     /// 1 s), a fixed delay that is latency, not throughput.
     /// </summary>
-    private static async Task<Measured> MeasureAsync(HttpClient http, string library, string[] warmup, string[] files, int clients, int searches, CancellationToken ct)
+    private static async Task<Measured> MeasureAsync(HttpClient http, string library, string[] warmup, string[] files, int clients, int searches,
+        Func<IReadOnlyDictionary<string, int>> processes, CancellationToken ct)
     {
         foreach (var f in warmup)
         {
@@ -131,6 +187,8 @@ internal static class ClusterBench
             await Task.Delay(100, ct).ConfigureAwait(false);
         }
 
+        var pids = processes();
+        var cpuBefore = CpuSeconds(pids);
         var up = Stopwatch.GetTimestamp();
         foreach (var f in files)
         {
@@ -150,12 +208,13 @@ internal static class ClusterBench
         }
 
         var rate = files.Length / Stopwatch.GetElapsedTime(up).TotalSeconds;
+        var cpu = CpuSeconds(pids).ToDictionary(p => p.Key, p => p.Value - cpuBefore[p.Key]);
         var steady = first == 0 ? double.NaN : (files.Length - firstIndexed) / Stopwatch.GetElapsedTime(first).TotalSeconds;
         var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
         var waitP50 = status.TryGetProperty("queueWaitP50Ms", out var w50) && w50.ValueKind == JsonValueKind.Number ? w50.GetDouble() : double.NaN;
         var waitP99 = status.TryGetProperty("queueWaitP99Ms", out var w99) && w99.ValueKind == JsonValueKind.Number ? w99.GetDouble() : double.NaN;
         var (p50, p99) = await LoadAsync(http, files, clients, searches, ct).ConfigureAwait(false);
-        return new Measured(rate, steady, waitP50, waitP99, p50, p99);
+        return new Measured(rate, steady, waitP50, waitP99, p50, p99, cpu);
     }
 
     private static async Task<long> IndexedAsync(HttpClient http, CancellationToken ct) =>
@@ -283,7 +342,7 @@ internal static class ClusterBench
         return psi;
     }
 
-    private sealed record Measured(double Rate, double Steady, double WaitP50, double WaitP99, double SearchP50, double SearchP99);
+    private sealed record Measured(double Rate, double Steady, double WaitP50, double WaitP99, double SearchP50, double SearchP99, IReadOnlyDictionary<string, double> CpuSeconds);
 
     private static int FreePort()
     {
