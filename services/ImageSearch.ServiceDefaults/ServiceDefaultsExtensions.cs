@@ -17,15 +17,19 @@ public static class ServiceDefaultsExtensions
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder)
         where TBuilder : IHostApplicationBuilder
     {
-        // One line per HTTP request and per outgoing call (health probes, status polls, the broker's
-        // management API) is noise at Information and costs CPU on every request: those categories
-        // log warnings and errors only, unless the configuration says otherwise (it is inserted first,
-        // so Logging__LogLevel__Microsoft.AspNetCore=Information or a command-line switch wins).
+        // Lines logged for every HTTP request served (start, endpoint, result, end) and every outgoing
+        // call (health probes, status polls, the broker's management API) are noise at Information and
+        // cost CPU on every request: those categories log warnings and errors only, unless the
+        // configuration says otherwise (this source is inserted first, so any other source wins, e.g.
+        // Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics=Information). The server's
+        // connection events (Kestrel: a stalled client cut off, a bad request) stay at Information.
         builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource
         {
             InitialData = new Dictionary<string, string?>
             {
-                ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+                ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "Warning",
+                ["Logging:LogLevel:Microsoft.AspNetCore.Routing"] = "Warning",
+                ["Logging:LogLevel:Microsoft.AspNetCore.Http.Result"] = "Warning",
                 ["Logging:LogLevel:System.Net.Http.HttpClient"] = "Warning",
             },
         });
