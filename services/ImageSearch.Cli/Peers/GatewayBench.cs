@@ -45,6 +45,7 @@ internal static class GatewayBench
                 dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={gallery}", $"--Index:Directory={Path.Combine(work, "db")}",
                 $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}", "--Rerank:Enabled=true", "--Logging:LogLevel:Default=Warning",
                 "--RateLimit:Enabled=false", // one address sends more searches per second than a client may: the services are measured, not the limiter
+                "--Upload:Enabled=false", // the library is the benchmark's gallery: nothing may write into it (not even an empty uploads folder)
             })
             {
                 psi.ArgumentList.Add(a);
