@@ -45,10 +45,9 @@ internal static class ClusterBench
             // process, measured exactly as the cluster below: the same drop into its watched folder,
             // the same settle delay, the same status polling and the same search load.
             var library = Directory.CreateDirectory(Path.Combine(work, "library-embedded")).FullName;
-            var port = FreePort();
-            var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
-            using var server = Start("dotnet", [dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={library}", $"--Index:Directory={Path.Combine(work, "db-embedded")}",
-                $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}"]);
+            var port = BenchProcesses.FreePort();
+            using var server = BenchProcesses.StartQuiet(StartInfo("dotnet", [BenchProcesses.GatewayDll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={library}", $"--Index:Directory={Path.Combine(work, "db-embedded")}",
+                $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}"]));
             Measured embedded;
             try
             {
@@ -70,7 +69,7 @@ internal static class ClusterBench
             {
                 library = Directory.CreateDirectory(Path.Combine(work, $"library-{n}")).FullName;
                 var state = Path.Combine(work, $"state-{n}");
-                port = FreePort();
+                port = BenchProcesses.FreePort();
                 var (code, output) = await RunAsync("bash", [Path.Combine(CliHost.RepoRoot, "scripts", "cluster.sh"), "up", "--watch", library, "--workers", n.ToString(CultureInfo.InvariantCulture),
                     "--port", port.ToString(CultureInfo.InvariantCulture), "--db", Path.Combine(work, $"db-{n}"), "--state", state], ct).ConfigureAwait(false);
                 try
@@ -307,17 +306,6 @@ internal static class ClusterBench
         return (p.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
     }
 
-    /// <summary>Starts a long-running process whose output is read and dropped (the cluster's processes log to files).</summary>
-    private static Process Start(string program, string[] args)
-    {
-        var p = Process.Start(StartInfo(program, args))!;
-        p.OutputDataReceived += (_, _) => { };
-        p.ErrorDataReceived += (_, _) => { };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return p;
-    }
-
     private static ProcessStartInfo StartInfo(string program, string[] args)
     {
         var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = CliHost.RepoRoot };
@@ -347,11 +335,4 @@ internal static class ClusterBench
     }
 
     private sealed record Measured(double Rate, double Steady, double WaitP50, double WaitP99, double SearchP50, double SearchP99, IReadOnlyDictionary<string, double> CpuSeconds);
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

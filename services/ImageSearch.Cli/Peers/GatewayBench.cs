@@ -37,9 +37,9 @@ internal static class GatewayBench
                 StoreBench.CopyDirectory(Path.Combine(storeRoot, storeFolder.Replace("+sift1", "", StringComparison.Ordinal)), Path.Combine(work, "db", storeFolder));
             }
 
-            var port = FreePort();
-            var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
-            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)!, RedirectStandardOutput = true, RedirectStandardError = true };
+            var port = BenchProcesses.FreePort();
+            var dll = BenchProcesses.GatewayDll;
+            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)! };
             foreach (var a in new[]
             {
                 dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={gallery}", $"--Index:Directory={Path.Combine(work, "db")}",
@@ -51,11 +51,7 @@ internal static class GatewayBench
                 psi.ArgumentList.Add(a);
             }
 
-            gateway = Process.Start(psi)!;
-            gateway.OutputDataReceived += (_, _) => { };
-            gateway.ErrorDataReceived += (_, _) => { };
-            gateway.BeginOutputReadLine();
-            gateway.BeginErrorReadLine();
+            gateway = BenchProcesses.StartQuiet(psi);
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(5) };
 
             // Ready once the index opened and the gallery (ingested at start) is all in.
@@ -164,13 +160,6 @@ internal static class GatewayBench
         knn.Sort();
         return new GatewayFigures(clients, rerank, total, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
             EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), total / seconds);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>One line per load, as <c>bench gateway</c> prints them.</summary>

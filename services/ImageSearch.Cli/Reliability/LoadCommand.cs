@@ -238,9 +238,9 @@ internal static class LoadCommand
                 count++;
             }
 
-            var port = FreePort();
-            var dll = Path.Combine(CliHost.RepoRoot, "services", "ImageSearch.Gateway", "bin", "Release", "net10.0", "ImageSearch.Gateway.dll");
-            var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            var port = BenchProcesses.FreePort();
+            var dll = BenchProcesses.GatewayDll;
+            var psi = new ProcessStartInfo("dotnet");
             foreach (var a in new[]
                      {
                          dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={library}", $"--Index:Directory={Path.Combine(work, "db")}",
@@ -250,11 +250,7 @@ internal static class LoadCommand
                 psi.ArgumentList.Add(a);
             }
 
-            var process = Process.Start(psi)!;
-            process.OutputDataReceived += (_, _) => { };
-            process.ErrorDataReceived += (_, _) => { };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
+            var process = BenchProcesses.StartQuiet(psi);
             var gateway = new StartedGateway(process, work, new Uri($"http://127.0.0.1:{port}/"));
             using var http = new HttpClient { BaseAddress = gateway.Address };
             var deadline = DateTime.UtcNow.AddMinutes(5);
@@ -294,13 +290,6 @@ internal static class LoadCommand
 
             process.Dispose();
             Directory.Delete(work, recursive: true);
-        }
-
-        private static int FreePort()
-        {
-            using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
         }
     }
 }
