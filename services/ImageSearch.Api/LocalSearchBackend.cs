@@ -72,7 +72,7 @@ public sealed class LocalSearchBackend(
         return new StatusResponse(embedder.Model.Key, embedder.Device, embedder.Model.Dimensions,
             await store.CountAsync(ct).ConfigureAwait(false), counts.Files, counts.Failed, progress.Pending,
             failures.Select(f => new FailureDto(f.Path, f.Reason, f.UpdatedAt)).ToList(),
-            QueueWaitP50Ms: stats.QueueWaitPercentile(0.50), QueueWaitP99Ms: stats.QueueWaitPercentile(0.99));
+            QueueWaitP50Ms: stats.QueueWaitPercentile(0.50), QueueWaitP99Ms: stats.QueueWaitPercentile(0.99), LastIndexedAt: stats.LastIndexedAt);
     }
 
     public async Task<IReadOnlyList<ImageDto>> ListRecentAsync(int limit, CancellationToken ct)

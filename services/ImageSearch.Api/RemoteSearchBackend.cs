@@ -146,7 +146,7 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
 
         return new StatusResponse(ok[0].Model, ok[0].Device, ok[0].Dimensions, ok.Sum(s => s.Indexed), ok.Sum(s => s.Files),
             ok.Sum(s => s.Failed), ok.Sum(s => s.Pending), ok.SelectMany(s => s.Failures).ToList(),
-            QueueWaitP50Ms: ok.Max(s => s.QueueWaitP50Ms), QueueWaitP99Ms: ok.Max(s => s.QueueWaitP99Ms));
+            QueueWaitP50Ms: ok.Max(s => s.QueueWaitP50Ms), QueueWaitP99Ms: ok.Max(s => s.QueueWaitP99Ms), LastIndexedAt: ok.Max(s => s.LastIndexedAt));
     }
 
     /// <summary>Every backend's recent images, newest first by when they were added, copies folded.</summary>

@@ -8,11 +8,12 @@ public sealed record FailureDto(string Path, string? Reason, DateTimeOffset At);
 /// the ingest queue) are filled where a RabbitMQ management API is configured; pending then
 /// counts the messages waiting in the ingest and indexer queues. QueueWait*: how long recent images
 /// waited in the ingest queue before a worker took them (from the last 10,000). <see cref="Upload"/>:
-/// the upload settings, where this process takes uploads (the gateway).
+/// the upload settings, where this process takes uploads (the gateway). <see cref="LastIndexedAt"/>: when
+/// the index last took in images (the latest over the backends; null when none has since it started).
 /// </summary>
 public sealed record StatusResponse(string Model, string Device, int Dimensions, long Indexed, long Files, long Failed, int Pending,
     IReadOnlyList<FailureDto> Failures, int? Workers = null, IReadOnlyList<QueueDto>? Queues = null,
-    double? QueueWaitP50Ms = null, double? QueueWaitP99Ms = null, UploadInfo? Upload = null);
+    double? QueueWaitP50Ms = null, double? QueueWaitP99Ms = null, UploadInfo? Upload = null, DateTimeOffset? LastIndexedAt = null);
 
 /// <summary><c>GET /api/status</c>: what is indexed, pending and failed (with reasons), and which model.</summary>
 public static class StatusApi

@@ -144,16 +144,24 @@ internal static class BenchCommand
         var workers = new Option<string>("--workers") { Description = "Worker counts to measure, comma-separated.", DefaultValueFactory = _ => "1,2,4" };
         var clients = new Option<int>("--clients") { Description = "Concurrent search clients.", DefaultValueFactory = _ => 4 };
         var searches = new Option<int>("--searches") { Description = "Searches in the load run.", DefaultValueFactory = _ => 400 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds of the embedded server then each cluster; the ratios' median over them is reported.", DefaultValueFactory = _ => 3 };
         var command = new Command("cluster", "Ingestion through RabbitMQ with 1, 2, 4 workers vs embedded; gateway search latency under load.");
         command.Options.Add(bench);
         command.Options.Add(workers);
         command.Options.Add(clients);
         command.Options.Add(searches);
+        command.Options.Add(rounds);
         command.SetAction((parse, ct) =>
         {
             var gallery = Path.Combine(parse.GetValue(bench)!, "gallery");
             var counts = parse.GetValue(workers)!.Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)).ToArray();
-            return ClusterBench.RunAsync(gallery, counts, parse.GetValue(clients), parse.GetValue(searches), ct);
+            if (parse.GetValue(rounds) < 1 || counts.Any(n => n < 1))
+            {
+                Console.Error.WriteLine("--rounds and every --workers count must be at least 1.");
+                return Task.FromResult(2);
+            }
+
+            return ClusterBench.RunAsync(gallery, counts, parse.GetValue(rounds), parse.GetValue(clients), parse.GetValue(searches), ct);
         });
         return command;
     }

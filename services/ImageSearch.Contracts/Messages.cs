@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace ImageSearch.Contracts;
 
 // Paths are relative to the library root (the watched folder or bucket), with '/' separators.
@@ -14,7 +16,10 @@ public sealed record ImageRemoved(string Path);
 /// </summary>
 /// <param name="Path">The file, relative to the library root.</param>
 /// <param name="ImageId">The point id: the first 128 bits of the file's SHA-256, hex.</param>
-/// <param name="Vector">The embedding; empty when <see cref="VectorStored"/>.</param>
+/// <param name="Vector">
+/// The embedding; empty when <see cref="VectorStored"/>. In JSON, base64 of its little-endian floats
+/// (<see cref="Float32Base64Converter"/>, which also reads the older array of numbers).
+/// </param>
 /// <param name="ModelKey">The embedding model's key (name, version, calibration).</param>
 /// <param name="SizeBytes">File size.</param>
 /// <param name="Width">Oriented width in pixels.</param>
@@ -34,7 +39,7 @@ public sealed record ImageRemoved(string Path);
 public sealed record ImageEmbedded(
     string Path,
     string ImageId,
-    float[] Vector,
+    [property: JsonConverter(typeof(Float32Base64Converter))] float[] Vector,
     string ModelKey,
     long SizeBytes,
     int Width,

@@ -15,6 +15,7 @@ public sealed class ImageEmbeddedConsumer(LibraryIndexer indexer, IngestionStats
     public async Task Consume(ConsumeContext<Batch<ImageEmbedded>> context)
     {
         var again = await indexer.ApplyEmbeddedAsync(context.Message.Select(m => m.Message).ToList(), context.CancellationToken).ConfigureAwait(false);
+        stats.RecordIndexed();
         if (again.Count > 0)
         {
             await context.PublishBatch(again.DistinctBy(m => m.Path, StringComparer.Ordinal).Select(m => new ImageAdded(m.Path, m.SizeBytes, m.ModifiedAt)),

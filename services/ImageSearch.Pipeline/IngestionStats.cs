@@ -2,9 +2,10 @@ namespace ImageSearch.Pipeline;
 
 /// <summary>
 /// How long added images waited in the ingest queue before a worker took them, as the indexer sees
-/// it (the worker stamps each embedding with the wait). Keeps the most recent waits in a fixed ring.
+/// it (the worker stamps each embedding with the wait), and when the indexer last took in images.
+/// Keeps the most recent waits in a fixed ring.
 /// </summary>
-public sealed class IngestionStats
+public sealed class IngestionStats(TimeProvider clock)
 {
     /// <summary>Header a worker sets on every ImageEmbedded: milliseconds its ImageAdded waited in the queue.</summary>
     public const string QueueWaitHeader = "ImageSearch-Queue-Wait-Ms";
@@ -13,6 +14,16 @@ public sealed class IngestionStats
     private readonly double[] ring = new double[Capacity];
     private readonly Lock gate = new();
     private long count;
+    private long lastIndexedTicks;
+
+    /// <summary>
+    /// When this process last applied embeddings to its index (stored, or linked files to stored
+    /// images); null when it has not since it started. Shows whether ingestion is moving, and when
+    /// a drop of files was done without polling at the rate they are indexed.
+    /// </summary>
+    public DateTimeOffset? LastIndexedAt => Interlocked.Read(ref lastIndexedTicks) is > 0 and var t ? new DateTimeOffset(t, TimeSpan.Zero) : null;
+
+    public void RecordIndexed() => Interlocked.Exchange(ref lastIndexedTicks, clock.GetUtcNow().UtcTicks);
 
     public void RecordQueueWait(double milliseconds)
     {

@@ -27,6 +27,7 @@ public sealed class DistributedTests : IAsyncLifetime
 
         // More photos arrive; while they are being ingested a worker dies hard and the broker restarts.
         var more = Directory.GetFiles(TestPaths.Photos, "*.jpg").Order(StringComparer.Ordinal).Skip(Photos).Take(24).ToList();
+        var dropped = DateTimeOffset.UtcNow;
         foreach (var f in more)
         {
             File.Copy(f, Path.Combine(cluster.Library, Path.GetFileName(f)));
@@ -56,6 +57,7 @@ public sealed class DistributedTests : IAsyncLifetime
         Assert.Contains("Corrupt", failure.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(total, status.GetProperty("indexed").GetInt64());
         Assert.True(status.GetProperty("queueWaitP99Ms").GetDouble() >= status.GetProperty("queueWaitP50Ms").GetDouble());
+        Assert.InRange(status.GetProperty("lastIndexedAt").GetDateTimeOffset(), dropped, DateTimeOffset.UtcNow); // the query service's, through the gateway
 
         // Status reads the broker: two live workers (one of three was killed) and the refused file
         // kept in the ingestion error queue. The management API refreshes its figures every few seconds.

@@ -26,10 +26,13 @@ public sealed class LiveIngestionTests : IAsyncLifetime
     [Fact]
     public async Task Files_added_copied_broken_and_removed_while_running_are_reflected_in_the_index()
     {
-        // A new photo, in a new subfolder.
+        // A new photo, in a new subfolder; status says when the index last took it in.
         var sub = Directory.CreateDirectory(Path.Combine(gateway.Library, "new", "deeper")).FullName;
+        var added = DateTimeOffset.UtcNow;
         File.Copy(Path.Combine(TestPaths.Photos, "nature-lake.jpg"), Path.Combine(sub, "lake.jpg"));
         await WaitForAsync(s => s.Indexed == 9 && s.Files == 9, "the added photo");
+        var lastIndexed = (await gateway.Client.GetFromJsonAsync<JsonElement>("api/status")).GetProperty("lastIndexedAt").GetDateTimeOffset();
+        Assert.InRange(lastIndexed, added, DateTimeOffset.UtcNow);
         Assert.Equal("new/deeper/lake.jpg", await TopPathAsync(Path.Combine(TestPaths.Photos, "nature-lake.jpg")));
 
         // A byte-identical copy under another name: one more file, no new image.

@@ -34,4 +34,34 @@ public sealed class ContractTests
         using var document = JsonDocument.Parse(json);
         Assert.True(document.RootElement.GetProperty("vectorStored").GetBoolean());
     }
+
+    [Fact]
+    public void A_vector_travels_as_base64_of_its_little_endian_floats_and_every_value_survives_exactly()
+    {
+        float[] vector = [0.1f, -1e-38f, float.Epsilon, 3.4028235e38f, -0f, float.NaN, float.PositiveInfinity, 1f / 3];
+        var sent = new ImageEmbedded("a.jpg", "0123456789abcdef0123456789abcdef", vector, "m@1", 10, 3, 2, "00", DateTimeOffset.UnixEpoch);
+
+        var json = JsonSerializer.Serialize(sent, SystemTextJsonMessageSerializer.Options);
+        var received = JsonSerializer.Deserialize<ImageEmbedded>(json, SystemTextJsonMessageSerializer.Options)!;
+
+        using var document = JsonDocument.Parse(json);
+        var bytes = document.RootElement.GetProperty("vector").GetBytesFromBase64();
+        Assert.Equal(vector.Length * 4, bytes.Length);
+        Assert.Equal(0.1f, BitConverter.ToSingle(bytes.AsSpan(0, 4)));
+        Assert.Equal(vector.Select(BitConverter.SingleToInt32Bits), received.Vector.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    [Theory]
+    [InlineData("\"AAAA\"")]  // base64 of 3 bytes: not whole floats
+    [InlineData("\"not base64!\"")]
+    [InlineData("{}")]
+    public void A_vector_that_is_neither_whole_floats_in_base64_nor_an_array_is_refused(string vector)
+    {
+        var json = $$"""
+            {"path":"a.jpg","imageId":"0123456789abcdef0123456789abcdef","vector":{{vector}},"modelKey":"m@1",
+             "sizeBytes":10,"width":3,"height":2,"contentHash":"00","modifiedAt":"2025-01-02T03:04:05+00:00"}
+            """;
+
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ImageEmbedded>(json, SystemTextJsonMessageSerializer.Options));
+    }
 }
