@@ -41,31 +41,48 @@ internal static class ClusterBench
             var indexRate = galleryFiles.Length / double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"embedded, `index` command on the gallery: {galleryFiles.Length} images at {indexRate:F1} images/s (model loaded before timing, no watcher)"));
 
-            // Each round measures the embedded server, then each cluster, one after the other on
-            // this host: its speed drifts by 10-20% over minutes (the same work took 15 to 20 CPU
-            // seconds in different runs), so a cluster is compared with the embedded run of its own
-            // round, and the rounds' median ratio is the figure.
+            // Each round measures the embedded server and each cluster one after the other on this
+            // host, whose speed drifts by 10-20% over minutes (the same work took 15 to 20 CPU
+            // seconds in different runs): a cluster is compared with the embedded run of its own
+            // round, every other round runs in the reverse order (so a steady drift favours neither
+            // side), and the rounds' median ratio is the figure.
             Console.WriteLine("| round | mode | images/s from drop | ratio to embedded | images/s first to last indexed | ratio to embedded | queue wait p50 / p99 (ms) | search p50 / p99 (ms) at " + clients + " clients |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|");
             List<string> cpuLines = [];
             var ratios = workerCounts.Distinct().ToDictionary(n => n, _ => new List<double>());
             for (var round = 1; round <= rounds; round++)
             {
-                var embedded = await MeasureEmbeddedAsync(Path.Combine(work, $"embedded-{round}"), warmup, files, clients, searches, ct).ConfigureAwait(false);
-                Console.WriteLine(Row(round, "embedded (serve --watch)", embedded, embedded));
-                cpuLines.Add(Cpu(round, "embedded (serve --watch)", embedded));
-                foreach (var n in workerCounts)
+                // 0 workers: the embedded server.
+                int[] order = [0, .. workerCounts];
+                if (round % 2 == 0)
                 {
-                    var cluster = await MeasureClusterAsync(Path.Combine(work, $"cluster-{n}-{round}"), n, warmup, files, clients, searches, ct).ConfigureAwait(false);
-                    if (cluster is null)
+                    Array.Reverse(order);
+                }
+
+                var measured = new List<(int Workers, Measured Figures)>();
+                foreach (var n in order)
+                {
+                    var m = n == 0
+                        ? await MeasureEmbeddedAsync(Path.Combine(work, $"embedded-{round}"), warmup, files, clients, searches, ct).ConfigureAwait(false)
+                        : await MeasureClusterAsync(Path.Combine(work, $"cluster-{n}-{round}"), n, warmup, files, clients, searches, ct).ConfigureAwait(false);
+                    if (m is null)
                     {
                         return 1;
                     }
 
-                    var mode = n == 1 ? "cluster, 1 worker" : $"cluster, {n} workers";
-                    Console.WriteLine(Row(round, mode, cluster, embedded));
-                    cpuLines.Add(Cpu(round, mode, cluster));
-                    ratios[n].Add(cluster.Rate / embedded.Rate);
+                    measured.Add((n, m));
+                }
+
+                var embedded = measured.Single(m => m.Workers == 0).Figures;
+                foreach (var (n, m) in measured)
+                {
+                    var mode = n switch { 0 => "embedded (serve --watch)", 1 => "cluster, 1 worker", _ => $"cluster, {n} workers" };
+                    Console.WriteLine(Row(round, mode, m, embedded));
+                    cpuLines.Add(Cpu(round, mode, m));
+                    if (n > 0)
+                    {
+                        ratios[n].Add(m.Rate / embedded.Rate);
+                    }
                 }
             }
 

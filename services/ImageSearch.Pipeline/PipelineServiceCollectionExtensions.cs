@@ -74,6 +74,11 @@ public static partial class PipelineServiceCollectionExtensions
 
         services.AddMassTransit(x =>
         {
+            // MassTransit (8.4+) otherwise posts anonymous usage telemetry to usage-tracking.masstransit.io
+            // once the bus has run a while: a self-hosted search engine does not phone home (and on a
+            // closed network every process logged the failed attempt as a warning with a stack trace).
+            x.ConfigureUsageTelemetryOptions(o => o.Enabled = false);
+
             if (roles.HasFlag(PipelineRoles.Ingest))
             {
                 x.AddConsumer<ImageAddedConsumer, ImageAddedConsumerDefinition>();
