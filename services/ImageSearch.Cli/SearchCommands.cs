@@ -3,6 +3,7 @@ using System.Globalization;
 using ImageSearch.Core;
 using ImageSearch.Hosting;
 using ImageSearch.Pipeline;
+using ImageSearch.VectorStore;
 using Microsoft.Extensions.Hosting;
 
 namespace ImageSearch.Cli;
@@ -321,7 +322,7 @@ internal static class SearchCommands
         var current = ImageSearchHosting.FolderName(model);
         var others = Directory.GetDirectories(db)
             .Select(Path.GetFileName)
-            .Where(name => !name!.StartsWith(current, StringComparison.Ordinal) && File.Exists(Path.Combine(db, name, "points.db")))
+            .Where(name => !name!.StartsWith(current, StringComparison.Ordinal) && EmbeddedVectorStore.HoldsPoints(Path.Combine(db, name)))
             .Order(StringComparer.Ordinal)
             .ToList();
         return others.Count == 0

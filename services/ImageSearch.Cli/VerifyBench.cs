@@ -156,16 +156,10 @@ internal static class VerifyBench
         return 0;
     }
 
-    private static LocalFeatureOptions Copy(LocalFeatureOptions o, bool referenceMatch) => new()
+    private static LocalFeatureOptions Copy(LocalFeatureOptions o, bool referenceMatch)
     {
-        MaxSide = o.MaxSide,
-        MaxFeatures = o.MaxFeatures,
-        PeakThreshold = o.PeakThreshold,
-        EdgeThreshold = o.EdgeThreshold,
-        FirstOctave = o.FirstOctave,
-        ReferenceSift = o.ReferenceSift,
-        ReferenceMatch = referenceMatch,
-        Ratio = o.Ratio,
-        InlierTolerance = o.InlierTolerance,
-    };
+        var copy = o.Copy();
+        copy.ReferenceMatch = referenceMatch;
+        return copy;
+    }
 }

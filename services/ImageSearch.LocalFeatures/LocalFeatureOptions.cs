@@ -49,4 +49,7 @@ public sealed class LocalFeatureOptions
     /// <summary>A match is an inlier when the transform maps it within this fraction of the candidate's longer side.</summary>
     [Range(0.001, 0.5)]
     public double InlierTolerance { get; set; } = 0.02;
+
+    /// <summary>A copy with every setting, for a comparison that changes one of them.</summary>
+    public LocalFeatureOptions Copy() => (LocalFeatureOptions)MemberwiseClone();
 }

@@ -51,6 +51,12 @@ namespace ImageSearch.VectorStore;
 public sealed partial class EmbeddedVectorStore : IVectorStore
 {
     private const string LockFileName = "store.lock";
+
+    /// <summary>
+    /// Whether the store folder <paramref name="directory"/> holds any point, read without opening the
+    /// store (another process may have it open): false for an empty store, or a folder that is none.
+    /// </summary>
+    public static bool HoldsPoints(string directory) => PointDatabase.HoldsPoints(Path.Combine(directory, PointDatabase.FileName));
     private const int MinCapacity = 1024;
     private const ulong GraphSeed = 100;
     private const int ParallelRebuildThreshold = 4096;

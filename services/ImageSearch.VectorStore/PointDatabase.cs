@@ -38,6 +38,28 @@ internal sealed class PointDatabase : IDisposable
 
     private readonly SqliteConnection _connection;
 
+    /// <summary>Whether the database at <paramref name="path"/> exists and holds a point; read-only, and false for a file that is not one.</summary>
+    public static bool HoldsPoints(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return false;
+        }
+
+        try
+        {
+            using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT EXISTS(SELECT 1 FROM points);";
+            return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture) != 0;
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
+    }
+
     public PointDatabase(string path)
     {
         if (!BitConverter.IsLittleEndian)

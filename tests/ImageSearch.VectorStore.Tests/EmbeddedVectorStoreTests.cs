@@ -41,6 +41,18 @@ public sealed class EmbeddedVectorStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task Whether_a_folder_holds_points_is_read_without_opening_the_store()
+    {
+        Assert.False(EmbeddedVectorStore.HoldsPoints(_temp.Path)); // no store yet
+        using var store = Open();
+        Assert.False(EmbeddedVectorStore.HoldsPoints(_temp.Path)); // an empty store, held open by this process
+        await store.UpsertAsync(TestData.Records(0, 2, Dim));
+        Assert.True(EmbeddedVectorStore.HoldsPoints(_temp.Path));
+        await store.DeleteAsync([TestData.Id(0), TestData.Id(1)]);
+        Assert.False(EmbeddedVectorStore.HoldsPoints(_temp.Path));
+    }
+
+    [Fact]
     public void A_database_without_manifest_is_refused()
     {
         Open().Dispose();
