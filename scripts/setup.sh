@@ -37,6 +37,8 @@ command -v node >/dev/null || apt_packages+=(nodejs npm)
 # The benchmark peers (bench/peers/*.py, run by Debian's /usr/bin/python3): only on request, so the
 # product and its tests never wait for them.
 [[ $want_peers == 0 ]] || apt_packages+=(python3-opencv python3-faiss python3-hnswlib)
+# bench peers compares pipelines on the average-pooled backbone: OpenCV 4.6's DNN cannot load the R-MAC graph.
+[[ $want_peers == 0 ]] || requested+=(mobilenet-v2-1.4)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,6 +30,14 @@ internal static class PeersBench
     // stays within the hour on two cores (efConstruction 200 at 1M: ~20 min per library here).
     private const int MillionEfConstruction = 100;
 
+    /// <summary>
+    /// The model of the embedding-pipeline comparison: the default backbone with average pooling.
+    /// OpenCV 4.6's DNN module (Debian's python3-opencv) cannot import the default R-MAC graph (it
+    /// has no LpNormalization layer), and the comparison needs the same model in both runtimes.
+    /// <c>setup --peers</c> exports and calibrates it.
+    /// </summary>
+    private const string PipelineModel = "mobilenet-v2-1.4";
+
     public static Command Create(Option<string> bench)
     {
         var quick = new Option<bool>("--quick") { Description = "Reduced run (a few minutes): 10k vectors, fewer repetitions, no 1M run." };
@@ -92,7 +100,8 @@ internal static class PeersBench
 
             if (s.Sections.Contains("embedding"))
             {
-                await EmbeddingAsync(parse, s, host.Service<IOptions<EmbeddingOptions>>().Value, embedder, decoder, photos, db, table, notes, ct).ConfigureAwait(false);
+                using var pipeline = CliHost.Build(parse, gallery, Path.Combine(db, "pipeline"), PipelineRoles.Query, o => o["Embedding:Model"] = PipelineModel);
+                await EmbeddingAsync(parse, s, pipeline.Service<IOptions<EmbeddingOptions>>().Value, pipeline.Service<IEmbedder>(), pipeline.Service<IImageDecoder>(), photos, db, table, notes, ct).ConfigureAwait(false);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[embedding pipeline done at {started.Elapsed.TotalMinutes:F1} min]"));
             }
 
@@ -215,17 +224,26 @@ internal static class PeersBench
         for (var round = 0; round < (s.Quick ? 1 : 3); round++)
         {
             var folder = Path.Combine(db, $"index-cnn-{round}");
-            var summary = await IndexCommand.RunAsync(parse, Path.Combine(s.BenchRoot, "gallery"), folder, progress: false, ct, o => o["Rerank:Enabled"] = "false").ConfigureAwait(false);
+            var summary = await IndexCommand.RunAsync(parse, Path.Combine(s.BenchRoot, "gallery"), folder, progress: false, ct, o =>
+            {
+                o["Rerank:Enabled"] = "false";
+                o["Embedding:Model"] = options.Model;
+            }).ConfigureAwait(false);
             rates.Add(summary.Indexed / summary.Seconds);
         }
 
         rates.Sort();
         var cnnRate = rates[rates.Count / 2];
-        var withFeatures = await IndexCommand.RunAsync(parse, Path.Combine(s.BenchRoot, "gallery"), Path.Combine(db, "index-cnn-0"), progress: false, ct).ConfigureAwait(false);
+
+        // The product's default model (R-MAC pooling), which the peer cannot load: the same pipeline for context.
+        var byDefault = await IndexCommand.RunAsync(parse, Path.Combine(s.BenchRoot, "gallery"), Path.Combine(db, "index-default"), progress: false, ct, o => o["Rerank:Enabled"] = "false").ConfigureAwait(false);
+        var defaultRate = byDefault.Indexed / byDefault.Seconds;
+        var withFeatures = await IndexCommand.RunAsync(parse, Path.Combine(s.BenchRoot, "gallery"), Path.Combine(db, "index-cnn-0"), progress: false, ct,
+            o => o["Embedding:Model"] = options.Model).ConfigureAwait(false);
         var featuresRate = withFeatures.Indexed / withFeatures.Seconds;
         var queries = s.Quick ? 50 : 200;
-        var (off50, off99) = await SearchLatencyAsync(parse, s.BenchRoot, Path.Combine(db, "index-cnn-0"), queries, rerank: false, ct).ConfigureAwait(false);
-        var (on50, on99) = await SearchLatencyAsync(parse, s.BenchRoot, Path.Combine(db, "index-cnn-0"), queries, rerank: true, ct).ConfigureAwait(false);
+        var (off50, off99) = await SearchLatencyAsync(parse, s.BenchRoot, Path.Combine(db, "index-cnn-0"), options.Model, queries, rerank: false, ct).ConfigureAwait(false);
+        var (on50, on99) = await SearchLatencyAsync(parse, s.BenchRoot, Path.Combine(db, "index-cnn-0"), options.Model, queries, rerank: true, ct).ConfigureAwait(false);
 
         // The peer, on the same photos and queries with the same thread count.
         var args = new List<string>
@@ -260,6 +278,8 @@ internal static class PeersBench
         table.Add("Embedding", "ingestion / raw model of the same runtime", cnnRate / raw, peer + " (its own)", pipeline.GetProperty("images_per_s").GetDouble() / peerRaw,
             ">= 0.9 (ours)", (o, _) => o >= 0.9);
         table.Add("Embedding", "decode + embed + SIFT + index, images/s (default: local features on)", featuresRate, "-", double.NaN);
+        table.Add("Embedding", "decode + embed + index, images/s, local features off, the default model (R-MAC pooling: OpenCV 4.6 cannot load its graph)", defaultRate, "-", double.NaN);
+        notes.Add($"Embedding rows: model {options.Model} (the default backbone with average pooling) on both sides, except the row that names the default model: OpenCV 4.6's DNN module cannot import the default R-MAC graph (no LpNormalization layer).");
         table.Add("Embedding", $"single query in process, p50 ms ({queries} instance queries, read+decode+embed+k-NN over {photos.Length}; ours local features off)",
             off50, peer, search.GetProperty("p50_ms").GetDouble());
         table.Add("Embedding", "single query in process, p99 ms (local features off)", off99, peer, search.GetProperty("p99_ms").GetDouble());
@@ -275,10 +295,14 @@ internal static class PeersBench
             "); its vectors are the raw model output (no calibration), searched by numpy dot product. ImageSearch: `./imagesearch index` (scan, read, SHA-256, libvips decode, ONNX Runtime batches, SQLite + HNSW upsert, catalog) with Rerank:Enabled=false, timed from a loaded model.");
     }
 
-    private static async Task<(double P50, double P99)> SearchLatencyAsync(ParseResult parse, string benchRoot, string db, int count, bool rerank, CancellationToken ct)
+    private static async Task<(double P50, double P99)> SearchLatencyAsync(ParseResult parse, string benchRoot, string db, string modelName, int count, bool rerank, CancellationToken ct)
     {
         var set = BenchmarkSet.Load(benchRoot);
-        using var host = CliHost.Build(parse, Path.Combine(benchRoot, "gallery"), db, PipelineRoles.Query, o => o["Rerank:Enabled"] = rerank ? "true" : "false");
+        using var host = CliHost.Build(parse, Path.Combine(benchRoot, "gallery"), db, PipelineRoles.Query, o =>
+        {
+            o["Rerank:Enabled"] = rerank ? "true" : "false";
+            o["Embedding:Model"] = modelName;
+        });
         await host.StartAsync(ct).ConfigureAwait(false);
         try
         {
