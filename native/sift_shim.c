@@ -35,8 +35,11 @@
  * pixel rounds exactly as VLFeat's loop does. The sigmas repeat VLFeat's expressions, powf
  * included, so the kernels are the same floats.
  */
+/* syscall(2), for arch_prctl (AMX), is declared only outside strict C11. */
+#define _DEFAULT_SOURCE
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,12 +47,18 @@
 #include <vl/sift.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 #define IS_EXPORT __attribute__((visibility("default")))
 
 enum is_sift_status { IS_SIFT_BAD_ARGUMENT = -1, IS_SIFT_OUT_OF_MEMORY = -2 };
+
+/* The level argument of is_sift_nearest2 and what is_sift_match_level returns. */
+enum is_sift_match { IS_SIFT_MATCH_VNNI = 1, IS_SIFT_MATCH_AMX = 2 };
 
 /* The kernel argument of is_sift_extract: VLFeat's own path, the best this CPU runs, or a cap. */
 enum is_sift_kernel {
@@ -1216,9 +1225,12 @@ __attribute__((target("avx512f"))) static inline void transpose16x16(__m512i r[1
   }
 }
 
-/* Lays candidate block b out as MATCH_GROUPS vectors of 16 lanes x 4 bytes and computes its K. */
+/* Lays candidate block b out as MATCH_GROUPS vectors of 16 lanes x 4 bytes (which is also AMX's
+ * layout of a B tile: row g holds bytes 4g..4g+3 of each of 16 candidates) and computes its K:
+ * c.c - 256 sum(c) for the VNNI kernel's shifted query, or c.c itself (squared) for AMX's
+ * unsigned products. A lane past the last candidate gets MATCH_PAD. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare_block(const unsigned char *candidates, int nc, int b,
-                                                                                     __m512i *blocks, int32_t *k) {
+                                                                                     __m512i *blocks, int32_t *k, int squared) {
   static const unsigned char zero[MATCH_LENGTH] __attribute__((aligned(64)));
   __m512i lo[16], hi[16];
   for (int r = 0; r < 16; r++) {
@@ -1241,9 +1253,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare
     sum = _mm512_dpbusd_epi32(sum, lo[g], ones);
     sum = _mm512_dpbusd_epi32(sum, hi[g], ones);
   }
-  __m512i kv = _mm512_sub_epi32(cc, _mm512_slli_epi32(sum, 7));
+  __m512i kv = squared ? _mm512_add_epi32(cc, _mm512_slli_epi32(sum, 7)) : _mm512_sub_epi32(cc, _mm512_slli_epi32(sum, 7));
   int real = nc - b * MATCH_LANES;
-  __mmask16 live = real >= MATCH_LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << real) - 1);
+  __mmask16 live = real >= MATCH_LANES ? (__mmask16)0xFFFF : real <= 0 ? (__mmask16)0 : (__mmask16)((1u << real) - 1);
   _mm512_storeu_si512(k + b * MATCH_LANES, _mm512_mask_mov_epi32(_mm512_set1_epi32(MATCH_PAD), live, kv));
 }
 
@@ -1265,6 +1277,24 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare
   memset(shifted + (size_t)nq * MATCH_LENGTH, 0, (size_t)(padded - nq) * MATCH_LENGTH);
 }
 
+/* One query's result from its per-lane state: the nearest over lanes, the lowest candidate index
+ * among equal nearest values; the second is the smallest of every lane's second and every other
+ * lane's nearest. from holds, per lane, the first candidate of the block where the lane's nearest
+ * was seen. */
+__attribute__((target("avx512f,avx512bw"))) static inline void match_finish(__m512i near, __m512i next, __m512i from, int32_t norm,
+                                                                          int *best, int *best_index, int *second) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  int32_t nearest = _mm512_reduce_min_epi32(near);
+  __m512i index = _mm512_add_epi32(from, lane);
+  __mmask16 equal = _mm512_cmpeq_epi32_mask(near, _mm512_set1_epi32(nearest));
+  int32_t chosen = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(_mm512_set1_epi32(INT32_MAX), equal, index));
+  __mmask16 others = (__mmask16)~_mm512_cmpeq_epi32_mask(index, _mm512_set1_epi32(chosen));
+  int32_t runner = _mm512_reduce_min_epi32(_mm512_mask_min_epi32(next, others, next, near));
+  *best = norm + nearest;
+  *best_index = chosen;
+  *second = norm + runner;
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_vnni(const unsigned char *query, int nq, const unsigned char *candidates,
                                                                             int nc, void *scratch, int *best, int *best_index, int *second) {
   int blocks_n = (nc + MATCH_LANES - 1) / MATCH_LANES;
@@ -1274,11 +1304,10 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_vnni(co
   unsigned char *shifted = (unsigned char *)(k + (size_t)blocks_n * MATCH_LANES);
   int32_t *norm = (int32_t *)(shifted + (size_t)padded * MATCH_LENGTH);
   for (int b = 0; b < blocks_n; b++) {
-    match_prepare_block(candidates, nc, b, blocks, k);
+    match_prepare_block(candidates, nc, b, blocks, k, 0);
   }
   match_prepare_query(query, nq, padded, shifted, norm);
 
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i none = _mm512_set1_epi32(INT32_MAX);
   for (int i0 = 0; i0 < nq; i0 += MATCH_QUERIES) {
     /* Per lane: the smallest e = K - 2 c.(q - 128) so far, the first block where it was seen, the second smallest. */
@@ -1311,19 +1340,282 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_vnni(co
       }
     }
     for (int u = 0; u < MATCH_QUERIES && i0 + u < nq; u++) {
-      /* The nearest over lanes, the lowest candidate index among equal nearest values; the second is
-       * the smallest of every lane's second and every other lane's nearest. */
-      int32_t nearest = _mm512_reduce_min_epi32(near[u]);
-      __m512i index = _mm512_add_epi32(from[u], lane);
-      __mmask16 equal = _mm512_cmpeq_epi32_mask(near[u], _mm512_set1_epi32(nearest));
-      int32_t chosen = _mm512_reduce_min_epi32(_mm512_mask_mov_epi32(none, equal, index));
-      __mmask16 others = (__mmask16)~_mm512_cmpeq_epi32_mask(index, _mm512_set1_epi32(chosen));
-      int32_t runner = _mm512_reduce_min_epi32(_mm512_mask_min_epi32(next[u], others, next[u], near[u]));
-      best[i0 + u] = norm[i0 + u] + nearest;
-      best_index[i0 + u] = chosen;
-      second[i0 + u] = norm[i0 + u] + runner;
+      match_finish(near[u], next[u], from[u], norm[i0 + u], &best[i0 + u], &best_index[i0 + u], &second[i0 + u]);
     }
   }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The same search with AMX (Intel Advanced Matrix Extensions, Sapphire Rapids and later): the
+ * products q.c of a block of 32 query descriptors with every candidate come from TDPBUUD (unsigned
+ * bytes times unsigned bytes into 32-bit sums, exact: at most 128 x 255 x 255 < 2^24), 16 x 16 at a
+ * time, and only the running nearest two are kept with AVX-512, in the VNNI kernel's order (blocks
+ * of 16 candidates in index order, per lane: a strictly smaller value replaces), so both kernels
+ * return the same indices on ties. e = c.c - 2 q.c is the VNNI kernel's e: the results are equal.
+ *
+ * Where the tiles may be used. Linux hands AMX's 8 KB of tile state to a process only on request
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, kernel 5.16+), and from a thread's first tile instruction on,
+ * every signal frame of that thread carries the tile state (~12 KB in all here). The .NET runtime
+ * handles a null reference as a SIGSEGV on a 16 KB alternate signal stack, which such a frame
+ * overflows: a .NET process died that way when its own threads ran this kernel (docs/BENCHMARKS.md).
+ * So the tiles are used only on threads of this library's own: each calling thread gets one
+ * worker thread, created with every signal blocked (no signal frame is ever built on it), that
+ * runs the calls it is handed while the caller waits; a worker ends when its caller's thread
+ * does. The runtime's threads never execute a tile instruction, so their signal frames keep their
+ * size. A refused request, a CPU without AMX-INT8, or a worker that cannot be started leaves
+ * matching on the VNNI kernel, on the calling thread.
+ * --------------------------------------------------------------------------------------------- */
+#define AMX_QUERIES 32
+#define ARCH_GET_XCOMP_PERM 0x1022
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_ok;
+static pthread_key_t amx_worker_key;
+
+static void amx_worker_release(void *worker);
+
+static void amx_init(void) {
+  unsigned a, b, c, d;
+  if (!match_vnni_supported() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+  /* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8; CPUID.1:ECX bit 27 OSXSAVE; the OS enables
+   * the tile state in XCR0 (bits 17 and 18). */
+  if (!(d & (1u << 24)) || !(d & (1u << 25)) || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & (3u << 17)) != (3u << 17)) return;
+  if (pthread_key_create(&amx_worker_key, amx_worker_release) != 0) return;
+  unsigned long permitted = 0;
+  if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0 ||
+      syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &permitted) != 0) return;
+  amx_ok = (permitted & (1ul << XFEATURE_XTILEDATA)) != 0;
+}
+
+static int match_amx_supported(void) {
+  pthread_once(&amx_once, amx_init);
+  return amx_ok;
+}
+
+/* LDTILECFG's 64-byte operand, palette 1. */
+typedef struct {
+  uint8_t palette;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed, aligned(64))) amx_config;
+
+/* One call of is_sift_nearest2_many: the query against n candidate sets, results at i * nq. */
+typedef struct {
+  const unsigned char *query;
+  int nq;
+  const unsigned char *const *candidates;
+  const int *counts;
+  int n;
+  int *best, *best_index, *second;
+} match_job;
+
+/* Tiles 0-3: the 2 x 2 blocks of products (16 queries x 16 candidates of int32); 4-5: two blocks of
+ * 16 queries x 64 bytes; 6-7: two blocks of 16 candidates x 64 bytes, as 16 rows of 4-byte groups.
+ * rows: the query padded with zero rows to whole blocks of AMX_QUERIES; norm: |q|^2 per query. */
+__attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8"))) static void match_amx(const unsigned char *rows, const int32_t *norm,
+                                                                                             int nq, const unsigned char *candidates, int nc,
+                                                                                             __m512i *blocks, int32_t *k, int32_t *dots,
+                                                                                             int *best, int *best_index, int *second) {
+  int pairs = (nc + 2 * MATCH_LANES - 1) / (2 * MATCH_LANES), blocks_n = 2 * pairs;
+  int padded = (nq + AMX_QUERIES - 1) / AMX_QUERIES * AMX_QUERIES;
+  int row = blocks_n * MATCH_LANES; /* int32 per row of products */
+  for (int b = 0; b < blocks_n; b++) {
+    match_prepare_block(candidates, nc, b, blocks, k, 1);
+  }
+  const size_t stride = (size_t)row * sizeof(int32_t);
+  const __m512i none = _mm512_set1_epi32(INT32_MAX);
+  for (int i0 = 0; i0 < padded; i0 += AMX_QUERIES) {
+    const unsigned char *upper = rows + (size_t)i0 * MATCH_LENGTH, *lower = upper + (size_t)16 * MATCH_LENGTH;
+    for (int p = 0; p < pairs; p++) {
+      const __m512i *left = blocks + (size_t)(2 * p) * MATCH_GROUPS, *right = left + MATCH_GROUPS;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int half = 0; half < 2; half++) {
+        _tile_loadd(4, upper + 64 * half, MATCH_LENGTH);
+        _tile_loadd(5, lower + 64 * half, MATCH_LENGTH);
+        _tile_loadd(6, left + 16 * half, 64);
+        _tile_loadd(7, right + 16 * half, 64);
+        _tile_dpbuud(0, 4, 6);
+        _tile_dpbuud(1, 4, 7);
+        _tile_dpbuud(2, 5, 6);
+        _tile_dpbuud(3, 5, 7);
+      }
+      int32_t *at = dots + (size_t)(2 * p) * MATCH_LANES;
+      _tile_stored(0, at, stride);
+      _tile_stored(1, at + MATCH_LANES, stride);
+      _tile_stored(2, at + (size_t)16 * row, stride);
+      _tile_stored(3, at + (size_t)16 * row + MATCH_LANES, stride);
+    }
+    for (int u = 0; u < AMX_QUERIES && i0 + u < nq; u++) {
+      const int32_t *d = dots + (size_t)u * row;
+      __m512i near = none, next = none, from = _mm512_setzero_si512();
+      for (int b = 0; b < blocks_n; b++) {
+        __m512i c = _mm512_loadu_si512(d + b * MATCH_LANES);
+        __m512i e = _mm512_sub_epi32(_mm512_loadu_si512(k + b * MATCH_LANES), _mm512_add_epi32(c, c));
+        __mmask16 closer = _mm512_cmplt_epi32_mask(e, near);
+        next = _mm512_min_epi32(next, _mm512_max_epi32(near, e));
+        near = _mm512_min_epi32(near, e);
+        from = _mm512_mask_mov_epi32(from, closer, _mm512_set1_epi32(b * MATCH_LANES));
+      }
+      match_finish(near, next, from, norm[i0 + u], &best[i0 + u], &best_index[i0 + u], &second[i0 + u]);
+    }
+  }
+}
+
+/* Runs a job with the tiles; only ever on a worker thread. Returns 0 or IS_SIFT_OUT_OF_MEMORY. */
+__attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8"))) static int match_amx_job(const match_job *job) {
+  int nq = job->nq, largest = 2;
+  for (int i = 0; i < job->n; i++) {
+    if (job->counts[i] > largest) largest = job->counts[i];
+  }
+  size_t blocks_n = ((size_t)largest + 2 * MATCH_LANES - 1) / (2 * MATCH_LANES) * 2, row = blocks_n * MATCH_LANES;
+  size_t padded = ((size_t)nq + AMX_QUERIES - 1) / AMX_QUERIES * AMX_QUERIES;
+  /* Every part is a multiple of 64 bytes long, so each starts 64-byte aligned after the first. */
+  size_t blocks_size = row * MATCH_LENGTH, k_size = (row * sizeof(int32_t) + 63) / 64 * 64, rows_size = padded * MATCH_LENGTH;
+  size_t dots_size = AMX_QUERIES * row * sizeof(int32_t), norm_size = padded * sizeof(int32_t);
+  int owned;
+  char *raw = scratch_get(blocks_size + k_size + rows_size + dots_size + norm_size + 64, &owned);
+  if (raw == NULL) {
+    return IS_SIFT_OUT_OF_MEMORY;
+  }
+  char *base = (char *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+  __m512i *blocks = (__m512i *)base;
+  int32_t *k = (int32_t *)(base + blocks_size);
+  unsigned char *rows = (unsigned char *)k + k_size;
+  int32_t *dots = (int32_t *)(rows + rows_size);
+  int32_t *norm = (int32_t *)((char *)dots + dots_size);
+
+  memcpy(rows, job->query, (size_t)nq * MATCH_LENGTH);
+  memset(rows + (size_t)nq * MATCH_LENGTH, 0, (padded - (size_t)nq) * MATCH_LENGTH);
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int i = 0; i < nq; i++) {
+    /* |q|^2 = q.(q - 128) + 128 sum(q), as match_prepare_query computes it. */
+    const unsigned char *q = job->query + (size_t)i * MATCH_LENGTH;
+    __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64);
+    __m512i qq = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, _mm512_xor_si512(a, flip)), b, _mm512_xor_si512(b, flip));
+    __m512i sum = _mm512_add_epi64(_mm512_sad_epu8(a, _mm512_setzero_si512()), _mm512_sad_epu8(b, _mm512_setzero_si512()));
+    norm[i] = _mm512_reduce_add_epi32(qq) + 128 * (int32_t)_mm512_reduce_add_epi64(sum);
+  }
+
+  amx_config config;
+  memset(&config, 0, sizeof config);
+  config.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    config.rows[t] = 16;
+    config.colsb[t] = 64;
+  }
+  _tile_loadconfig(&config);
+  for (int i = 0; i < job->n; i++) {
+    size_t at = (size_t)i * nq;
+    match_amx(rows, norm, nq, job->candidates[i], job->counts[i], blocks, k, dots, job->best + at, job->best_index + at, job->second + at);
+  }
+  _tile_release();
+  if (owned) free(raw);
+  return 0;
+}
+
+/* A worker thread and the one call it runs at a time; the calling thread waits for it. */
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  const match_job *job; /* posted, not yet finished */
+  int status;
+  int quit;
+} amx_worker;
+
+/* Workers alive (is_sift_match_workers: tests check that they end with their callers). */
+static int amx_workers;
+
+static void *amx_worker_main(void *arg) {
+  amx_worker *w = arg;
+  __atomic_add_fetch(&amx_workers, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    while (w->job == NULL && !w->quit) pthread_cond_wait(&w->changed, &w->lock);
+    if (w->job == NULL) break;
+    const match_job *job = w->job;
+    pthread_mutex_unlock(&w->lock);
+    int status = match_amx_job(job);
+    pthread_mutex_lock(&w->lock);
+    w->status = status;
+    w->job = NULL;
+    pthread_cond_broadcast(&w->changed);
+  }
+  pthread_mutex_unlock(&w->lock);
+  pthread_cond_destroy(&w->changed);
+  pthread_mutex_destroy(&w->lock);
+  free(w);
+  __atomic_sub_fetch(&amx_workers, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* The calling thread is ending: its worker ends too (and frees itself). */
+static void amx_worker_release(void *worker) {
+  amx_worker *w = worker;
+  pthread_mutex_lock(&w->lock);
+  w->quit = 1;
+  pthread_cond_broadcast(&w->changed);
+  pthread_mutex_unlock(&w->lock);
+}
+
+/* The calling thread's worker, started on first use with every signal blocked; NULL if none can be. */
+static amx_worker *amx_worker_get(void) {
+  amx_worker *w = pthread_getspecific(amx_worker_key);
+  if (w != NULL) return w;
+  w = calloc(1, sizeof *w);
+  if (w == NULL) return NULL;
+  pthread_attr_t attr;
+  sigset_t all, previous;
+  pthread_t thread;
+  int started = 0;
+  if (pthread_mutex_init(&w->lock, NULL) == 0) {
+    if (pthread_cond_init(&w->changed, NULL) == 0) {
+      if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+        /* A new thread inherits the creator's signal mask: it starts with every signal blocked. */
+        sigfillset(&all);
+        if (pthread_sigmask(SIG_SETMASK, &all, &previous) == 0) {
+          started = pthread_create(&thread, &attr, amx_worker_main, w) == 0;
+          pthread_sigmask(SIG_SETMASK, &previous, NULL);
+        }
+        pthread_attr_destroy(&attr);
+      }
+      if (!started) pthread_cond_destroy(&w->changed);
+    }
+    if (!started) pthread_mutex_destroy(&w->lock);
+  }
+  if (!started) {
+    free(w);
+    return NULL;
+  }
+  if (pthread_setspecific(amx_worker_key, w) != 0) {
+    amx_worker_release(w);
+    return NULL;
+  }
+  return w;
+}
+
+/* Runs the job on the calling thread's worker. Returns its status, or 1 when no worker could run it. */
+static int match_amx_on_worker(const match_job *job) {
+  amx_worker *w = amx_worker_get();
+  if (w == NULL) return 1;
+  pthread_mutex_lock(&w->lock);
+  w->job = job;
+  pthread_cond_broadcast(&w->changed);
+  while (w->job != NULL) pthread_cond_wait(&w->changed, &w->lock);
+  int status = w->status;
+  pthread_mutex_unlock(&w->lock);
+  return status;
 }
 #endif
 
@@ -1335,7 +1627,7 @@ static size_t match_scratch_size(int nq, int nc) {
          (size_t)nq * sizeof(int32_t);
 }
 
-IS_EXPORT int is_sift_version(void) { return 3; }
+IS_EXPORT int is_sift_version(void) { return 4; }
 
 /* The kernel the fast path uses by default on this CPU (an is_sift_kernel value, 0..2). */
 IS_EXPORT int is_sift_simd_level(void) { return best_kernel(); }
@@ -1365,29 +1657,66 @@ IS_EXPORT int is_sift_extract(const float *image, int width, int height, int fir
   return result;
 }
 
-/* Whether is_sift_nearest2 runs on this CPU (AVX-512 F, BW and VNNI, and an OS that saves them): 1 or 0. */
-IS_EXPORT int is_sift_match_supported(void) { return match_vnni_supported(); }
+/* The match kernel is_sift_nearest2_many runs on this CPU by default: IS_SIFT_MATCH_AMX (AMX-INT8,
+ * an OS that granted its tile state to this process, which the first call asks for), or
+ * IS_SIFT_MATCH_VNNI (AVX-512 F, BW and VNNI), or 0 (neither: the caller matches another way). */
+IS_EXPORT int is_sift_match_level(void) {
+#if defined(__x86_64__)
+  return match_amx_supported() ? IS_SIFT_MATCH_AMX : match_vnni_supported() ? IS_SIFT_MATCH_VNNI : 0;
+#else
+  return 0;
+#endif
+}
 
-/* For each of the nq query descriptors (128 bytes each), the squared distance to the nearest of the
- * nc candidate descriptors, that candidate's index (the lowest among equal distances) and the
- * second smallest distance (equal to the nearest when two tie); nc >= 2. Returns 0, or
- * IS_SIFT_BAD_ARGUMENT (also when this CPU cannot run it: is_sift_match_supported), or
- * IS_SIFT_OUT_OF_MEMORY. */
-IS_EXPORT int is_sift_nearest2(const unsigned char *query, int nq, const unsigned char *candidates, int nc, int *best, int *best_index,
-                               int *second) {
-  if (query == NULL || candidates == NULL || best == NULL || best_index == NULL || second == NULL || nq < 0 || nc < 2 ||
-      !match_vnni_supported()) {
+/* How many AMX worker threads are alive: one per thread that matched with AMX and has not ended. */
+IS_EXPORT int is_sift_match_workers(void) {
+#if defined(__x86_64__)
+  return __atomic_load_n(&amx_workers, __ATOMIC_SEQ_CST);
+#else
+  return 0;
+#endif
+}
+
+/* The query's nq descriptors (128 bytes each) against n candidate sets (candidates[i], counts[i]
+ * >= 2 descriptors each): for query descriptor j and set i, at i * nq + j, the squared distance to
+ * the set's nearest descriptor, that descriptor's index (the lowest among equal distances) and the
+ * second smallest distance (equal to the nearest when two tie). level caps the kernel
+ * (IS_SIFT_MATCH_VNNI or IS_SIFT_MATCH_AMX; one above is_sift_match_level runs the best there is);
+ * every kernel gives the same results. Returns 0, or IS_SIFT_BAD_ARGUMENT (also when
+ * is_sift_match_level is 0), or IS_SIFT_OUT_OF_MEMORY. */
+IS_EXPORT int is_sift_nearest2_many(const unsigned char *query, int nq, const unsigned char *const *candidates, const int *counts, int n,
+                                    int level, int *best, int *best_index, int *second) {
+  int available = is_sift_match_level();
+  if (query == NULL || candidates == NULL || counts == NULL || best == NULL || best_index == NULL || second == NULL || nq < 0 || n < 0 ||
+      level < IS_SIFT_MATCH_VNNI || level > IS_SIFT_MATCH_AMX || available == 0) {
     return IS_SIFT_BAD_ARGUMENT;
   }
+  for (int i = 0; i < n; i++) {
+    if (candidates[i] == NULL || counts[i] < 2) return IS_SIFT_BAD_ARGUMENT;
+  }
 #if defined(__x86_64__)
+  if (nq == 0 || n == 0) return 0;
+  if (level == IS_SIFT_MATCH_AMX && available == IS_SIFT_MATCH_AMX) {
+    match_job job = {query, nq, candidates, counts, n, best, best_index, second};
+    int status = match_amx_on_worker(&job);
+    if (status <= 0) return status;
+    /* No worker: the VNNI kernel, here. */
+  }
+  int largest = 2;
+  for (int i = 0; i < n; i++) {
+    if (counts[i] > largest) largest = counts[i];
+  }
   int owned;
   /* The scratch starts 64-byte aligned for the candidate blocks: malloc gives 16, so round up. */
-  size_t size = match_scratch_size(nq, nc);
-  char *raw = scratch_get(size + 64, &owned);
+  char *raw = scratch_get(match_scratch_size(nq, largest) + 64, &owned);
   if (raw == NULL) {
     return IS_SIFT_OUT_OF_MEMORY;
   }
-  match_vnni(query, nq, candidates, nc, (void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63), best, best_index, second);
+  void *aligned = (void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+  for (int i = 0; i < n; i++) {
+    size_t at = (size_t)i * nq;
+    match_vnni(query, nq, candidates[i], counts[i], aligned, best + at, best_index + at, second + at);
+  }
   if (owned) free(raw);
   return 0;
 #else

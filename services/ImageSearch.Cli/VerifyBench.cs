@@ -12,8 +12,9 @@ namespace ImageSearch.Cli;
 /// <summary>
 /// <c>bench verify</c>: what re-ranking costs per query after the features are read, on one
 /// thread: parsing 100 candidates' stored features and verifying them (descriptor matching with the
-/// ratio test, then the similarity fit), with the native matcher and with the managed reference
-/// (<see cref="LocalFeatureOptions.ReferenceMatch"/>), interleaved. Each instance query is verified
+/// ratio test, then the similarity fit) in one call, as a query's slice is, with the default native
+/// matcher, the AVX-512 VNNI kernel where AMX is the default (<see cref="LocalFeatureOptions.Amx"/>),
+/// and the managed reference (<see cref="LocalFeatureOptions.ReferenceMatch"/>), interleaved. Each instance query is verified
 /// against its original and the 99 gallery photos after it, so every set holds one true match.
 /// </summary>
 internal static class VerifyBench
@@ -23,8 +24,8 @@ internal static class VerifyBench
     public static Command Create(Option<string> bench)
     {
         var queries = new Option<int>("--queries") { Description = "Instance queries, each verified against 100 gallery photos.", DefaultValueFactory = _ => 20 };
-        var rounds = new Option<int>("--rounds") { Description = "Rounds over the queries; the two matchers alternate which goes first.", DefaultValueFactory = _ => 5 };
-        var command = new Command("verify", "Re-ranking's verification of 100 candidates on one thread: the native matcher against the managed reference, and parsing the stored features.");
+        var rounds = new Option<int>("--rounds") { Description = "Rounds over the queries; each round another matcher goes first.", DefaultValueFactory = _ => 5 };
+        var command = new Command("verify", "Re-ranking's verification of 100 candidates on one thread: the native matchers against the managed reference, and parsing the stored features.");
         command.Options.Add(bench);
         command.Options.Add(queries);
         command.Options.Add(rounds);
@@ -78,12 +79,23 @@ internal static class VerifyBench
                 Candidates: Enumerable.Range(0, Candidates).Select(k => blobs[(first + k) % blobs.Length]).ToArray());
         }).ToList();
 
-        var native = new GeometricVerifier(Options.Create(Copy(options, referenceMatch: false)));
-        var reference = new GeometricVerifier(Options.Create(Copy(options, referenceMatch: true)));
+        // The default matcher (AMX-INT8 where the CPU and kernel offer it), the AVX-512 VNNI kernel
+        // when AMX is the default, and the managed reference.
+        var matchers = new List<(string Name, GeometricVerifier Verifier)>();
+        var first = new GeometricVerifier(Options.Create(Copy(options, referenceMatch: false, amx: true)));
+        matchers.Add(($"native, {first.KernelName} (default)", first));
+        if (GeometricVerifier.AmxMatchSupported)
+        {
+            var vnni = new GeometricVerifier(Options.Create(Copy(options, referenceMatch: false, amx: false)));
+            matchers.Add(($"native, {vnni.KernelName} (LocalFeatures:Amx=false)", vnni));
+        }
+
+        var reference = new GeometricVerifier(Options.Create(Copy(options, referenceMatch: true, amx: false)));
+        matchers.Add(($"managed reference (LocalFeatures:ReferenceMatch), {reference.KernelName}", reference));
+
         var parseTimes = new List<double>();
-        var nativeTimes = new List<double>();
-        var referenceTimes = new List<double>();
-        var cpu = new TimeSpan[2]; // process CPU time in the native (0) and reference (1) loops: steadier than wall time on a shared host
+        var times = matchers.Select(_ => new List<double>()).ToArray();
+        var cpu = new TimeSpan[matchers.Count]; // process CPU time in each matcher's calls: steadier than wall time on a shared host
         using var self = Process.GetCurrentProcess();
         long inliers = 0, verified = 0;
         for (var round = -1; round < rounds; round++)
@@ -95,35 +107,28 @@ internal static class VerifyBench
                 var t = Stopwatch.GetTimestamp();
                 var candidates = candidateBlobs.Select(b => LocalFeatureSet.FromBytes(b)).ToArray();
                 var parseMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
-                int[] fromNative = [], fromReference = [];
-                foreach (var nativeTurn in round % 2 == 0 ? new[] { true, false } : [false, true])
+                var counts = new int[matchers.Count][];
+
+                // Each round starts with another matcher, so none always runs first.
+                for (var turn = 0; turn < matchers.Count; turn++)
                 {
-                    var verifier = nativeTurn ? native : reference;
+                    var m = (turn + Math.Max(round, 0)) % matchers.Count;
                     self.Refresh();
                     var cpuBefore = self.TotalProcessorTime;
                     t = Stopwatch.GetTimestamp();
-                    var counts = candidates.Select(c => verifier.CountInliers(query, c)).ToArray();
+                    counts[m] = matchers[m].Verifier.CountInliers(query, candidates);
                     var wallMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
                     self.Refresh();
                     if (!warmUp)
                     {
-                        (nativeTurn ? nativeTimes : referenceTimes).Add(wallMs);
-                        cpu[nativeTurn ? 0 : 1] += self.TotalProcessorTime - cpuBefore;
-                    }
-
-                    if (nativeTurn)
-                    {
-                        fromNative = counts;
-                    }
-                    else
-                    {
-                        fromReference = counts;
+                        times[m].Add(wallMs);
+                        cpu[m] += self.TotalProcessorTime - cpuBefore;
                     }
                 }
 
-                if (!fromNative.SequenceEqual(fromReference))
+                if (counts.Any(c => !c.SequenceEqual(counts[^1])))
                 {
-                    Console.Error.WriteLine("bench verify: the native matcher and the reference found different inlier counts.");
+                    Console.Error.WriteLine("bench verify: the matchers found different inlier counts.");
                     return 1;
                 }
 
@@ -133,33 +138,41 @@ internal static class VerifyBench
                 }
 
                 parseTimes.Add(parseMs);
-                inliers += fromNative.Count(n => n >= minInliers);
-                verified += fromNative.Length;
+                inliers += counts[0].Count(n => n >= minInliers);
+                verified += counts[0].Length;
             }
         }
 
         parseTimes.Sort();
-        nativeTimes.Sort();
-        referenceTimes.Sort();
-        double nativeP50 = EvalCommand.Percentile(nativeTimes, 0.5), referenceP50 = EvalCommand.Percentile(referenceTimes, 0.5);
-        double nativeCpu = cpu[0].TotalMilliseconds / nativeTimes.Count, referenceCpu = cpu[1].TotalMilliseconds / referenceTimes.Count;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"verification of {Candidates} candidates, one thread, {queries.Count} instance queries x {rounds} rounds ({inliers} of {verified} candidates verified, the same counts with both matchers):"));
+            $"verification of {Candidates} candidates in one call, one thread, {queries.Count} instance queries x {rounds} rounds ({inliers} of {verified} candidates verified, the same counts with every matcher):"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  parse stored features: p50 {EvalCommand.Percentile(parseTimes, 0.5):F2} ms"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  match + similarity fit, native matcher ({(GeometricVerifier.NativeMatchSupported ? "AVX-512 VNNI" : "not on this CPU: the managed loop")}): p50 {nativeP50:F2} ms, p90 {EvalCommand.Percentile(nativeTimes, 0.9):F2} ms; CPU {nativeCpu:F2} ms (mean)"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  match + similarity fit, managed reference (LocalFeatures:ReferenceMatch): p50 {referenceP50:F2} ms, p90 {EvalCommand.Percentile(referenceTimes, 0.9):F2} ms; CPU {referenceCpu:F2} ms (mean)"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  reference / native: {referenceP50 / nativeP50:F1}x (wall p50), {referenceCpu / nativeCpu:F1}x (CPU)"));
+        var p50 = new double[matchers.Count];
+        var cpuMs = new double[matchers.Count];
+        for (var m = 0; m < matchers.Count; m++)
+        {
+            times[m].Sort();
+            p50[m] = EvalCommand.Percentile(times[m], 0.5);
+            cpuMs[m] = cpu[m].TotalMilliseconds / times[m].Count;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  match + similarity fit, {matchers[m].Name}: p50 {p50[m]:F2} ms, p90 {EvalCommand.Percentile(times[m], 0.9):F2} ms; CPU {cpuMs[m]:F2} ms (mean)"));
+        }
+
+        for (var m = 1; m < matchers.Count; m++)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {matchers[m].Name} / default: {p50[m] / p50[0]:F1}x (wall p50), {cpuMs[m] / cpuMs[0]:F1}x (CPU)"));
+        }
+
         return 0;
     }
 
-    private static LocalFeatureOptions Copy(LocalFeatureOptions o, bool referenceMatch)
+    private static LocalFeatureOptions Copy(LocalFeatureOptions o, bool referenceMatch, bool amx)
     {
         var copy = o.Copy();
         copy.ReferenceMatch = referenceMatch;
+        copy.Amx = amx;
         return copy;
     }
 }

@@ -95,4 +95,7 @@ public interface IGeometricVerifier
 {
     /// <summary>The number of matches consistent with the best transform (0 when none is found).</summary>
     int CountInliers(LocalFeatureSet query, LocalFeatureSet candidate);
+
+    /// <summary><see cref="CountInliers(LocalFeatureSet, LocalFeatureSet)"/> for each candidate, in their order (one call, so an implementation can batch).</summary>
+    int[] CountInliers(LocalFeatureSet query, IReadOnlyList<LocalFeatureSet> candidates);
 }

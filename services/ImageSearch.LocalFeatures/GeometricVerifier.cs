@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using ImageSearch.Core;
@@ -13,8 +14,9 @@ namespace ImageSearch.LocalFeatures;
 /// match is tried as a hypothesis: exhaustive and deterministic, no random sampling, O(matches²).
 /// A match is an inlier of a hypothesis when it maps within <see cref="LocalFeatureOptions.InlierTolerance"/>
 /// of the candidate's longer side, and its scale ratio and orientation change agree with the hypothesis.
-/// The nearest-two search of the ratio test runs natively (sift_shim.c, AVX-512 VNNI) where the CPU
-/// can, else as a managed loop; both give the same matches (exact integer distances, same ties).
+/// The nearest-two search of the ratio test runs natively (sift_shim.c: AMX-INT8 on the shim's own
+/// threads, or AVX-512 VNNI) where the CPU can, else as a managed loop; all give the same matches
+/// (exact integer distances, same ties).
 /// </summary>
 public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : IGeometricVerifier
 {
@@ -22,21 +24,37 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
     private const double MaxAngleDifference = Math.PI / 6;
 
     private readonly LocalFeatureOptions _options = options.Value;
-    private readonly int _kernel = options.Value.ReferenceMatch ? ManagedMatchKernel : BestMatchKernel;
+    private readonly int _kernel = options.Value.ReferenceMatch ? ManagedMatchKernel
+        : options.Value.Amx ? BestMatchKernel
+        : Math.Min(BestMatchKernel, Avx512VnniMatch);
+
+    /// <summary>The kernel this verifier matches with, in words (benchmarks print it).</summary>
+    public string KernelName => NameOf(_kernel);
 
     /// <inheritdoc />
     public int CountInliers(LocalFeatureSet query, LocalFeatureSet candidate)
     {
-        ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(candidate);
-        var matches = Match(query, candidate, _options.Ratio, _kernel);
-        if (matches.Count < 2)
+        return CountInliers(query, [candidate])[0];
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The nearest-two search of every candidate is one native call (one hand-over to the AMX worker).</remarks>
+    public int[] CountInliers(LocalFeatureSet query, IReadOnlyList<LocalFeatureSet> candidates)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(candidates);
+        var matches = MatchMany(query, candidates, _options.Ratio, _kernel);
+        var inliers = new int[candidates.Count];
+        for (var i = 0; i < inliers.Length; i++)
         {
-            return matches.Count;
+            var candidate = candidates[i];
+            inliers[i] = matches[i].Count < 2
+                ? matches[i].Count
+                : BestSimilarity(query.Frames, candidate.Frames, matches[i], _options.InlierTolerance * Math.Max(candidate.Width, candidate.Height));
         }
 
-        var tolerance = _options.InlierTolerance * Math.Max(candidate.Width, candidate.Height);
-        return BestSimilarity(query.Frames, candidate.Frames, matches, tolerance);
+        return inliers;
     }
 
     /// <summary>Match kernel: the plain loop over <see cref="ScalarSquaredDistance"/>, the reference.</summary>
@@ -45,17 +63,34 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
     /// <summary>Match kernel: the same loop with the AVX2 <see cref="SquaredDistance"/>.</summary>
     internal const int Avx2Match = 1;
 
-    /// <summary>Match kernel: the native AVX-512 VNNI search (sift_shim.c, is_sift_nearest2).</summary>
+    /// <summary>Match kernel: the native AVX-512 VNNI search (sift_shim.c, is_sift_nearest2_many).</summary>
     internal const int Avx512VnniMatch = 2;
+
+    /// <summary>Match kernel: the native AMX-INT8 search, run on the shim's own threads (sift_shim.c explains why).</summary>
+    internal const int AmxMatch = 3;
 
     /// <summary>The fastest managed match kernel this CPU runs (<see cref="LocalFeatureOptions.ReferenceMatch"/>).</summary>
     internal static int ManagedMatchKernel => Avx2.IsSupported ? Avx2Match : ScalarMatch;
 
-    /// <summary>The fastest match kernel this CPU runs; a kernel above it falls back to it.</summary>
+    /// <summary>The fastest match kernel this CPU (and OS) runs; a kernel above it falls back to it.</summary>
     internal static int BestMatchKernel { get; } = FindBestMatchKernel();
 
-    /// <summary>Whether matching runs the native AVX-512 VNNI kernel on this CPU (else the managed loop).</summary>
-    public static bool NativeMatchSupported => BestMatchKernel == Avx512VnniMatch;
+    /// <summary>Whether matching runs a native kernel on this CPU (else the managed loop).</summary>
+    public static bool NativeMatchSupported => BestMatchKernel >= Avx512VnniMatch;
+
+    /// <summary>Whether the AMX-INT8 kernel runs here (CPU, and a kernel that granted the tile state).</summary>
+    public static bool AmxMatchSupported => BestMatchKernel == AmxMatch;
+
+    /// <summary>The kernel matching runs by default, in words (benchmarks print it).</summary>
+    public static string MatchKernelName => NameOf(BestMatchKernel);
+
+    private static string NameOf(int kernel) => kernel switch
+    {
+        AmxMatch => "AMX-INT8",
+        Avx512VnniMatch => "AVX-512 VNNI",
+        Avx2Match => "managed loop, AVX2",
+        _ => "managed loop",
+    };
 
     /// <summary>
     /// Pairs (query feature, candidate feature) passing the ratio test; a candidate feature keeps
@@ -71,42 +106,49 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
     /// </summary>
     internal static List<(int Query, int Candidate)> Match(LocalFeatureSet query, LocalFeatureSet candidate, double ratio, int kernel)
     {
-        var n = query.Count;
-        if (candidate.Count < 2 || n == 0)
+        ArgumentNullException.ThrowIfNull(candidate);
+        return MatchMany(query, [candidate], ratio, kernel)[0];
+    }
+
+    /// <summary><see cref="Match(LocalFeatureSet, LocalFeatureSet, double, int)"/> against each candidate, with one nearest-two search for all.</summary>
+    internal static List<(int Query, int Candidate)>[] MatchMany(LocalFeatureSet query, IReadOnlyList<LocalFeatureSet> candidates, double ratio, int kernel)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var result = new List<(int Query, int Candidate)>[candidates.Count];
+        var searched = new List<LocalFeatureSet>(candidates.Count);
+        var at = new List<int>(candidates.Count);
+        for (var i = 0; i < candidates.Count; i++)
         {
-            return [];
+            var candidate = candidates[i] ?? throw new ArgumentException($"Candidate {i} is null.", nameof(candidates));
+            if (candidate.Count >= 2 && query.Count > 0)
+            {
+                searched.Add(candidate);
+                at.Add(i);
+            }
+            else
+            {
+                result[i] = [];
+            }
         }
 
+        if (searched.Count == 0)
+        {
+            return result;
+        }
+
+        var n = query.Count;
+        var total = searched.Count * n;
         var pool = ArrayPool<int>.Shared;
-        int[] best = pool.Rent(n), bestIndex = pool.Rent(n), second = pool.Rent(n);
+        int[] best = pool.Rent(total), bestIndex = pool.Rent(total), second = pool.Rent(total);
         try
         {
-            Nearest(query, candidate, kernel, best, bestIndex, second);
-            var owner = new int[candidate.Count];
-            var ownerDistance = new int[candidate.Count];
-            Array.Fill(owner, -1);
-
-            var limit = ratio * ratio;
-            for (var i = 0; i < n; i++)
+            NearestMany(query, searched, kernel, best, bestIndex, second);
+            for (var k = 0; k < searched.Count; k++)
             {
-                var j = bestIndex[i];
-                if (best[i] < limit * second[i] && (owner[j] < 0 || best[i] < ownerDistance[j]))
-                {
-                    owner[j] = i;
-                    ownerDistance[j] = best[i];
-                }
+                result[at[k]] = RatioMatches(best.AsSpan(k * n, n), bestIndex.AsSpan(k * n, n), second.AsSpan(k * n, n), searched[k].Count, ratio);
             }
 
-            var matches = new List<(int, int)>();
-            for (var j = 0; j < owner.Length; j++)
-            {
-                if (owner[j] >= 0)
-                {
-                    matches.Add((owner[j], j));
-                }
-            }
-
-            return matches;
+            return result;
         }
         finally
         {
@@ -114,6 +156,36 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
             pool.Return(bestIndex);
             pool.Return(second);
         }
+    }
+
+    /// <summary>Lowe's ratio test on one candidate's nearest two, each candidate feature kept by its closest query feature.</summary>
+    private static List<(int Query, int Candidate)> RatioMatches(ReadOnlySpan<int> best, ReadOnlySpan<int> bestIndex, ReadOnlySpan<int> second, int candidateCount, double ratio)
+    {
+        var owner = new int[candidateCount];
+        var ownerDistance = new int[candidateCount];
+        Array.Fill(owner, -1);
+
+        var limit = ratio * ratio;
+        for (var i = 0; i < best.Length; i++)
+        {
+            var j = bestIndex[i];
+            if (best[i] < limit * second[i] && (owner[j] < 0 || best[i] < ownerDistance[j]))
+            {
+                owner[j] = i;
+                ownerDistance[j] = best[i];
+            }
+        }
+
+        var matches = new List<(int, int)>();
+        for (var j = 0; j < owner.Length; j++)
+        {
+            if (owner[j] >= 0)
+            {
+                matches.Add((owner[j], j));
+            }
+        }
+
+        return matches;
     }
 
     /// <summary>
@@ -124,47 +196,98 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
     /// </summary>
     internal static void Nearest(LocalFeatureSet query, LocalFeatureSet candidate, int kernel, Span<int> best, Span<int> bestIndex, Span<int> second)
     {
-        // The native kernel writes Count values to each span and reads Count descriptors from each set.
-        if (candidate.Count < 2 || best.Length < query.Count || bestIndex.Length < query.Count || second.Length < query.Count
-            || query.Descriptors.Length < query.Count * LocalFeatureSet.DescriptorLength
-            || candidate.Descriptors.Length < candidate.Count * LocalFeatureSet.DescriptorLength)
+        ArgumentNullException.ThrowIfNull(candidate);
+        NearestMany(query, [candidate], kernel, best, bestIndex, second);
+    }
+
+    /// <summary>
+    /// <see cref="Nearest"/> for each candidate set, written at i * query.Count for set i. Every set has
+    /// at least two features. The native kernels search all sets in one call.
+    /// </summary>
+    internal static void NearestMany(LocalFeatureSet query, IReadOnlyList<LocalFeatureSet> candidates, int kernel, Span<int> best, Span<int> bestIndex, Span<int> second)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(candidates);
+        var n = query.Count;
+        var total = (long)candidates.Count * n;
+
+        // The native kernel writes total values to each span and reads Count descriptors from each set.
+        if (candidates.Any(c => c is null || c.Count < 2 || c.Descriptors.Length < c.Count * LocalFeatureSet.DescriptorLength)
+            || best.Length < total || bestIndex.Length < total || second.Length < total
+            || query.Descriptors.Length < n * LocalFeatureSet.DescriptorLength)
         {
             throw new ArgumentException("Nearest needs two candidate features or more, all descriptor bytes and room for every query feature.");
         }
 
-        if (Math.Min(kernel, BestMatchKernel) == Avx512VnniMatch && query.Count > 0)
+        var effective = Math.Min(kernel, BestMatchKernel);
+        if (effective >= Avx512VnniMatch)
         {
-            unsafe
+            if (n > 0 && candidates.Count > 0)
             {
-                fixed (byte* queryBytes = query.Descriptors)
-                fixed (byte* candidateBytes = candidate.Descriptors)
-                fixed (int* b = best)
-                fixed (int* bi = bestIndex)
-                fixed (int* s = second)
-                {
-                    var status = SiftNative.Nearest2(queryBytes, query.Count, candidateBytes, candidate.Count, b, bi, s);
-                    if (status == SiftNative.OutOfMemory)
-                    {
-                        throw new InsufficientMemoryException($"Matching {query.Count} x {candidate.Count} features could not allocate its scratch.");
-                    }
-
-                    if (status != 0)
-                    {
-                        throw new InvalidOperationException($"is_sift_nearest2 refused {query.Count} x {candidate.Count} features (status {status}).");
-                    }
-                }
+                NearestNative(query, candidates, effective == AmxMatch ? SiftNative.MatchAmx : SiftNative.MatchVnni, best, bestIndex, second);
             }
 
             return;
         }
 
-        if (kernel == ScalarMatch)
+        for (var i = 0; i < candidates.Count; i++)
         {
-            NearestManaged<ScalarDistance>(query, candidate, best, bestIndex, second);
+            var b = best.Slice(i * n, n);
+            var bi = bestIndex.Slice(i * n, n);
+            var s = second.Slice(i * n, n);
+            if (effective == ScalarMatch)
+            {
+                NearestManaged<ScalarDistance>(query, candidates[i], b, bi, s);
+            }
+            else
+            {
+                NearestManaged<Avx2Distance>(query, candidates[i], b, bi, s);
+            }
         }
-        else
+    }
+
+    private static unsafe void NearestNative(LocalFeatureSet query, IReadOnlyList<LocalFeatureSet> candidates, int level, Span<int> best, Span<int> bestIndex, Span<int> second)
+    {
+        var handles = new GCHandle[candidates.Count];
+        var pointers = new nint[candidates.Count];
+        var counts = new int[candidates.Count];
+        try
         {
-            NearestManaged<Avx2Distance>(query, candidate, best, bestIndex, second);
+            for (var i = 0; i < candidates.Count; i++)
+            {
+                handles[i] = GCHandle.Alloc(candidates[i].Descriptors, GCHandleType.Pinned);
+                pointers[i] = handles[i].AddrOfPinnedObject();
+                counts[i] = candidates[i].Count;
+            }
+
+            fixed (byte* queryBytes = query.Descriptors)
+            fixed (nint* sets = pointers)
+            fixed (int* c = counts)
+            fixed (int* b = best)
+            fixed (int* bi = bestIndex)
+            fixed (int* s = second)
+            {
+                var status = SiftNative.Nearest2Many(queryBytes, query.Count, (byte**)sets, c, candidates.Count, level, b, bi, s);
+                if (status == SiftNative.OutOfMemory)
+                {
+                    throw new InsufficientMemoryException($"Matching {query.Count} features against {candidates.Count} sets could not allocate its scratch.");
+                }
+
+                if (status != 0)
+                {
+                    throw new InvalidOperationException($"is_sift_nearest2_many refused {query.Count} features against {candidates.Count} sets (status {status}).");
+                }
+            }
+        }
+        finally
+        {
+            foreach (var handle in handles)
+            {
+                if (handle.IsAllocated)
+                {
+                    handle.Free();
+                }
+            }
         }
     }
 
@@ -204,9 +327,12 @@ public sealed class GeometricVerifier(IOptions<LocalFeatureOptions> options) : I
     {
         try
         {
-            if (SiftNative.MatchSupported() == 1)
+            switch (SiftNative.MatchLevel())
             {
-                return Avx512VnniMatch;
+                case SiftNative.MatchAmx:
+                    return AmxMatch;
+                case SiftNative.MatchVnni:
+                    return Avx512VnniMatch;
             }
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)

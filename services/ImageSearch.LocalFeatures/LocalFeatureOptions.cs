@@ -42,6 +42,13 @@ public sealed class LocalFeatureOptions
     /// </summary>
     public bool ReferenceMatch { get; set; }
 
+    /// <summary>
+    /// Lets the native search use AMX-INT8 where the CPU and kernel offer it (Sapphire Rapids and later,
+    /// Linux 5.16+), on worker threads of the shim's own (sift_shim.c says why), about 2.5x the AVX-512
+    /// VNNI kernel. Off keeps matching on the VNNI kernel, on the calling threads. Both give the same matches.
+    /// </summary>
+    public bool Amx { get; set; } = true;
+
     /// <summary>Lowe's ratio test: a match is kept when its distance is below this fraction of the second nearest.</summary>
     [Range(0.1, 1.0)]
     public double Ratio { get; set; } = 0.8;

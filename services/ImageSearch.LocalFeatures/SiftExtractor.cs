@@ -28,7 +28,7 @@ public sealed class SiftExtractor : ILocalFeatureExtractor
     {
         try
         {
-            if (SiftNative.Version() != 3)
+            if (SiftNative.Version() != 4)
             {
                 throw new InvalidOperationException("libsift_shim.so is of another version than this build; rebuild (./imagesearch setup).");
             }

@@ -34,15 +34,23 @@ internal static unsafe partial class SiftNative
     internal static partial int Extract(float* image, int width, int height, int firstOctave, double peakThreshold, double edgeThreshold,
         int maxFeatures, int kernel, float* frames, byte* descriptors);
 
-    /// <summary>1 when <see cref="Nearest2"/> runs on this CPU (AVX-512 F, BW and VNNI), else 0.</summary>
-    [LibraryImport(Library, EntryPoint = "is_sift_match_supported")]
-    internal static partial int MatchSupported();
+    /// <summary>Level argument of <see cref="Nearest2Many"/>: the AVX-512 VNNI kernel, or AMX-INT8 on the shim's own threads.</summary>
+    internal const int MatchVnni = 1, MatchAmx = 2;
+
+    /// <summary>The match kernel <see cref="Nearest2Many"/> runs by default on this CPU: <see cref="MatchAmx"/>, <see cref="MatchVnni"/>, or 0 (neither).</summary>
+    [LibraryImport(Library, EntryPoint = "is_sift_match_level")]
+    internal static partial int MatchLevel();
+
+    /// <summary>AMX worker threads alive: one per calling thread that matched with <see cref="MatchAmx"/> and has not ended.</summary>
+    [LibraryImport(Library, EntryPoint = "is_sift_match_workers")]
+    internal static partial int MatchWorkers();
 
     /// <summary>
-    /// See sift_shim.c: for each of <paramref name="queryCount"/> query descriptors, the squared distance to the
-    /// nearest of <paramref name="candidateCount"/> (at least 2) candidate descriptors, its index and the second
-    /// smallest distance. Returns 0 or a negative status (<see cref="BadArgument"/> also when the CPU cannot run it).
+    /// See sift_shim.c: the query's <paramref name="queryCount"/> descriptors against <paramref name="n"/> candidate
+    /// sets (each at least 2 descriptors); for set i and query descriptor j, at i * queryCount + j, the squared
+    /// distance to the set's nearest descriptor, its index and the second smallest distance. Returns 0 or a negative
+    /// status (<see cref="BadArgument"/> also when <see cref="MatchLevel"/> is 0).
     /// </summary>
-    [LibraryImport(Library, EntryPoint = "is_sift_nearest2")]
-    internal static partial int Nearest2(byte* query, int queryCount, byte* candidates, int candidateCount, int* best, int* bestIndex, int* second);
+    [LibraryImport(Library, EntryPoint = "is_sift_nearest2_many")]
+    internal static partial int Nearest2Many(byte* query, int queryCount, byte** candidates, int* counts, int n, int level, int* best, int* bestIndex, int* second);
 }

@@ -229,12 +229,28 @@ public sealed class SearchService(
 
         var stored = await store.GetLocalFeaturesAsync(head.Select(h => h.Id).ToList(), ct).ConfigureAwait(false);
         var inliers = new int?[head.Count];
-        Parallel.For(0, head.Count, new ParallelOptions { CancellationToken = ct }, i =>
+
+        // One slice of the candidates per core, each verified with one call (the native matcher
+        // then searches the whole slice in one go).
+        var slices = Math.Min(Environment.ProcessorCount, head.Count);
+        Parallel.For(0, slices, new ParallelOptions { CancellationToken = ct }, s =>
         {
-            // A damaged blob leaves its candidate unverified rather than failing the query.
-            if (stored.TryGetValue(head[i].Id, out var blob) && TryParse(blob) is { } candidate)
+            var positions = new List<int>();
+            var candidates = new List<LocalFeatureSet>();
+            for (var i = s; i < head.Count; i += slices)
             {
-                inliers[i] = verifier!.CountInliers(query, candidate);
+                // A damaged blob leaves its candidate unverified rather than failing the query.
+                if (stored.TryGetValue(head[i].Id, out var blob) && TryParse(blob) is { } candidate)
+                {
+                    positions.Add(i);
+                    candidates.Add(candidate);
+                }
+            }
+
+            var counts = verifier!.CountInliers(query, candidates);
+            for (var k = 0; k < positions.Count; k++)
+            {
+                inliers[positions[k]] = counts[k];
             }
         });
 

@@ -4,7 +4,7 @@ using ImageSearch.LocalFeatures;
 namespace ImageSearch.Imaging.Tests;
 
 /// <summary>
-/// The match kernels (the AVX2 per-pair distance, the native AVX-512 VNNI search) against the plain
+/// The match kernels (the AVX2 per-pair distance, the native AVX-512 VNNI and AMX-INT8 searches) against the plain
 /// scalar loop, on features of real photos and on constructed edge cases. They must agree exactly:
 /// the same nearest distance, nearest index and second distance for every query feature, hence the
 /// same matches in the same order. The distances are integers computed without rounding on every
@@ -16,9 +16,9 @@ public sealed class MatchKernelTests
     private const int L = LocalFeatureSet.DescriptorLength;
 
     /// <summary>The kernels under test. One this CPU lacks falls back to the best it has (<see cref="GeometricVerifier.BestMatchKernel"/>).</summary>
-    public static TheoryData<int> Kernels => [GeometricVerifier.Avx2Match, GeometricVerifier.Avx512VnniMatch];
+    public static TheoryData<int> Kernels => [GeometricVerifier.Avx2Match, GeometricVerifier.Avx512VnniMatch, GeometricVerifier.AmxMatch];
 
-    private static readonly Lazy<LocalFeatureSet[]> PhotoFeatures = new(ExtractPhotoFeatures);
+    internal static readonly Lazy<LocalFeatureSet[]> PhotoFeatures = new(ExtractPhotoFeatures);
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -51,12 +51,12 @@ public sealed class MatchKernelTests
     [MemberData(nameof(Kernels))]
     public void Every_kernel_agrees_on_any_count_of_query_and_candidate_features(int kernel)
     {
-        // Candidate counts around the native kernel's 16 lanes, query counts around its 8 per pass,
-        // a subset of real descriptors each time.
+        // Candidate counts around the native kernels' 16 lanes and AMX's pairs of 16, query counts
+        // around VNNI's 8 per pass and AMX's blocks of 16 and 32, a subset of real descriptors each time.
         var source = PhotoFeatures.Value.First(s => s.Count >= 200);
         foreach (var candidates in new[] { 0, 1, 2, 3, 15, 16, 17, 31, 32, 33, 47, 200 })
         {
-            foreach (var queries in new[] { 0, 1, 7, 8, 9, 17, 100 })
+            foreach (var queries in new[] { 0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100 })
             {
                 var query = Subset(source, 0, queries);
                 var candidate = Subset(source, 100 - (candidates / 2), candidates);
@@ -69,7 +69,7 @@ public sealed class MatchKernelTests
     public void Candidates_with_fewer_than_two_features_give_no_matches()
     {
         var query = Subset(PhotoFeatures.Value[0], 0, 50);
-        foreach (var kernel in new[] { GeometricVerifier.ScalarMatch, GeometricVerifier.Avx2Match, GeometricVerifier.Avx512VnniMatch })
+        foreach (var kernel in new[] { GeometricVerifier.ScalarMatch, GeometricVerifier.Avx2Match, GeometricVerifier.Avx512VnniMatch, GeometricVerifier.AmxMatch })
         {
             Assert.Empty(GeometricVerifier.Match(query, Subset(query, 0, 0), Ratio, kernel));
             Assert.Empty(GeometricVerifier.Match(query, Subset(query, 3, 1), Ratio, kernel));
@@ -120,10 +120,45 @@ public sealed class MatchKernelTests
         Assert.All(Nearest(query, same, kernel).Index, i => Assert.Equal(0, i));
     }
 
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void Matching_many_sets_in_one_call_gives_each_sets_own_matches(int kernel)
+    {
+        // Real sets of different sizes, with sets the search skips (fewer than two features) among them.
+        var sets = PhotoFeatures.Value;
+        var query = sets[0];
+        var candidates = sets.Skip(1).Take(8)
+            .Append(Subset(sets[1], 0, 1)).Append(Subset(sets[1], 0, 0)).Append(Subset(sets[2], 5, 2)).Append(query)
+            .ToArray();
+        var many = GeometricVerifier.MatchMany(query, candidates, Ratio, kernel);
+        Assert.Equal(candidates.Length, many.Length);
+        for (var i = 0; i < candidates.Length; i++)
+        {
+            Assert.Equal(GeometricVerifier.Match(query, candidates[i], Ratio, GeometricVerifier.ScalarMatch), many[i]);
+        }
+
+        Assert.Equal(query.Count, many[^1].Count); // the query against itself: every feature its own match
+        Assert.All(GeometricVerifier.MatchMany(Subset(query, 0, 0), candidates, Ratio, kernel), Assert.Empty);
+        Assert.Empty(GeometricVerifier.MatchMany(query, [], Ratio, kernel));
+    }
+
+    [Fact]
+    public void The_verifier_counts_inliers_of_many_candidates_as_of_each_alone()
+    {
+        var verifier = new GeometricVerifier(Microsoft.Extensions.Options.Options.Create(new LocalFeatureOptions()));
+        var pairs = VariantPairs().ToArray();
+        var query = pairs[0].Variant;
+        var candidates = pairs.Select(p => p.Original).Concat(PhotoFeatures.Value).Append(Subset(query, 0, 1)).ToArray();
+        var counts = verifier.CountInliers(query, candidates);
+        Assert.Equal(candidates.Select(c => verifier.CountInliers(query, c)), counts);
+        Assert.True(counts[0] >= 8, $"the variant's own original has {counts[0]} inliers");
+        Assert.Empty(verifier.CountInliers(query, []));
+    }
+
     [Fact]
     public void The_best_kernel_is_a_known_level_and_the_default()
     {
-        Assert.InRange(GeometricVerifier.BestMatchKernel, GeometricVerifier.ScalarMatch, GeometricVerifier.Avx512VnniMatch);
+        Assert.InRange(GeometricVerifier.BestMatchKernel, GeometricVerifier.ScalarMatch, GeometricVerifier.AmxMatch);
         var sets = PhotoFeatures.Value;
         Assert.Equal(GeometricVerifier.Match(sets[0], sets[1], Ratio, GeometricVerifier.BestMatchKernel), GeometricVerifier.Match(sets[0], sets[1], Ratio));
     }
@@ -133,9 +168,11 @@ public sealed class MatchKernelTests
     {
         // Re-ranking matches on every core at once: the native scratch is per thread. A kernel that
         // enlarges the thread's signal frames must never run on the runtime's threads: an AMX-INT8
-        // kernel was tried, and the process died (SIGSEGV) at the next null reference on a thread that
-        // had used the tiles. The runtime handles a null reference as a SIGSEGV on a 16 KB alternate
-        // signal stack, and a frame carrying the 8 KB tile state takes ~12 KB of it (AT_MINSIGSTKSZ).
+        // kernel run on the calling thread was tried, and the process died (SIGSEGV) at the next null
+        // reference on a thread that had used the tiles. The runtime handles a null reference as a
+        // SIGSEGV on a 16 KB alternate signal stack, and a frame carrying the 8 KB tile state takes
+        // ~12 KB of it (AT_MINSIGSTKSZ). The AMX kernel now runs on the shim's own threads: the
+        // callers here, runtime threads, must still survive their null references.
         var sets = PhotoFeatures.Value;
         var expected = Enumerable.Range(0, 20).Select(i => GeometricVerifier.Match(sets[i], sets[i + 1], Ratio, GeometricVerifier.ScalarMatch)).ToArray();
         Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, n =>
@@ -152,7 +189,7 @@ public sealed class MatchKernelTests
     {
         var full = PhotoFeatures.Value[0];
         var truncated = full with { Descriptors = full.Descriptors[..^1] };
-        foreach (var kernel in new[] { GeometricVerifier.ScalarMatch, GeometricVerifier.Avx512VnniMatch })
+        foreach (var kernel in new[] { GeometricVerifier.ScalarMatch, GeometricVerifier.Avx512VnniMatch, GeometricVerifier.AmxMatch })
         {
             Assert.Throws<ArgumentException>(() => GeometricVerifier.Match(full, truncated, Ratio, kernel));
             Assert.Throws<ArgumentException>(() => GeometricVerifier.Match(truncated, full, Ratio, kernel));
@@ -222,5 +259,44 @@ public sealed class MatchKernelTests
         }
 
         return new LocalFeatureSet(100, 100, new float[4 * count], descriptors);
+    }
+}
+
+/// <summary>Counts the shim's AMX worker threads, which every thread matching in this process may start: runs alone.</summary>
+[Collection(nameof(SerialCollection))]
+public sealed class MatchWorkerTests
+{
+    [Fact]
+    public void Amx_worker_threads_end_with_the_threads_that_called()
+    {
+        // Each thread that matches with AMX gets a worker thread of the shim's; it must end when its
+        // caller does, or a server would collect one per thread its pool ever started.
+        var sets = MatchKernelTests.PhotoFeatures.Value;
+        var before = SiftNative.MatchWorkers();
+        var during = new int[6];
+        var threads = Enumerable.Range(0, during.Length).Select(t => new Thread(() =>
+        {
+            GeometricVerifier.Match(sets[t], sets[t + 1], 0.8, GeometricVerifier.AmxMatch);
+            during[t] = SiftNative.MatchWorkers();
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        if (GeometricVerifier.BestMatchKernel == GeometricVerifier.AmxMatch)
+        {
+            Assert.All(during, n => Assert.True(n > before, $"{n} workers while a caller lived, {before} before"));
+        }
+        else
+        {
+            Assert.All(during, n => Assert.Equal(0, n)); // no AMX here: the VNNI or managed kernel ran, on the caller
+        }
+
+        // A worker ends moments after its caller (it is told by the caller's thread-exit hook); bounded wait.
+        for (var waited = 0; SiftNative.MatchWorkers() > before && waited < 30_000; waited += 20)
+        {
+            Thread.Sleep(20);
+        }
+
+        Assert.True(SiftNative.MatchWorkers() <= before, $"{SiftNative.MatchWorkers()} workers left, {before} before the callers started");
     }
 }
