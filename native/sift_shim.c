@@ -35,8 +35,8 @@
  * pixel rounds exactly as VLFeat's loop does. The sigmas repeat VLFeat's expressions, powf
  * included, so the kernels are the same floats.
  */
-/* syscall(2), for arch_prctl (AMX), is declared only outside strict C11. */
-#define _DEFAULT_SOURCE
+/* syscall(2) (arch_prctl, for AMX) and pthread_setname_np are declared only outside strict C11. */
+#define _GNU_SOURCE
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1538,6 +1538,7 @@ static int amx_workers;
 static void *amx_worker_main(void *arg) {
   amx_worker *w = arg;
   __atomic_add_fetch(&amx_workers, 1, __ATOMIC_SEQ_CST);
+  pthread_setname_np(pthread_self(), "sift-amx"); /* else it carries its creator's name */
   pthread_mutex_lock(&w->lock);
   for (;;) {
     while (w->job == NULL && !w->quit) pthread_cond_wait(&w->changed, &w->lock);
