@@ -57,7 +57,7 @@
 
 enum is_sift_status { IS_SIFT_BAD_ARGUMENT = -1, IS_SIFT_OUT_OF_MEMORY = -2 };
 
-/* The level argument of is_sift_nearest2 and what is_sift_match_level returns. */
+/* The level argument of is_sift_nearest2_many and what is_sift_match_level returns. */
 enum is_sift_match { IS_SIFT_MATCH_VNNI = 1, IS_SIFT_MATCH_AMX = 2 };
 
 /* The kernel argument of is_sift_extract: VLFeat's own path, the best this CPU runs, or a cap. */
