@@ -1259,6 +1259,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare
   _mm512_storeu_si512(k + b * MATCH_LANES, _mm512_mask_mov_epi32(_mm512_set1_epi32(MATCH_PAD), live, kv));
 }
 
+/* |q|^2 of one descriptor, with VNNI's unsigned-times-signed products: q.(q - 128) + 128 sum(q). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static inline int32_t match_norm(__m512i a, __m512i b) {
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512i qq = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, _mm512_xor_si512(a, flip)), b, _mm512_xor_si512(b, flip));
+  __m512i s = _mm512_add_epi64(_mm512_sad_epu8(a, _mm512_setzero_si512()), _mm512_sad_epu8(b, _mm512_setzero_si512()));
+  return _mm512_reduce_add_epi32(qq) + 128 * (int32_t)_mm512_reduce_add_epi64(s);
+}
+
 /* The query as signed bytes (q - 128, padded to whole passes with zeros) and |q|^2 per descriptor. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare_query(const unsigned char *query, int nq, int padded,
                                                                                      unsigned char *shifted, int32_t *norm) {
@@ -1269,10 +1277,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void match_prepare
     __m512i sa = _mm512_xor_si512(a, flip), sb = _mm512_xor_si512(b, flip);
     _mm512_storeu_si512(shifted + (size_t)i * MATCH_LENGTH, sa);
     _mm512_storeu_si512(shifted + (size_t)i * MATCH_LENGTH + 64, sb);
-    /* |q|^2 = q.(q - 128) + 128 sum(q). */
-    __m512i qq = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, sa), b, sb);
-    __m512i s = _mm512_add_epi64(_mm512_sad_epu8(a, _mm512_setzero_si512()), _mm512_sad_epu8(b, _mm512_setzero_si512()));
-    norm[i] = _mm512_reduce_add_epi32(qq) + 128 * (int32_t)_mm512_reduce_add_epi64(s);
+    norm[i] = match_norm(a, b);
   }
   memset(shifted + (size_t)nq * MATCH_LENGTH, 0, (size_t)(padded - nq) * MATCH_LENGTH);
 }
@@ -1413,6 +1418,7 @@ typedef struct {
   const unsigned char *const *candidates;
   const int *counts;
   int n;
+  int largest; /* the most descriptors in one set */
   int *best, *best_index, *second;
 } match_job;
 
@@ -1473,11 +1479,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8"))) static 
 
 /* Runs a job with the tiles; only ever on a worker thread. Returns 0 or IS_SIFT_OUT_OF_MEMORY. */
 __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8"))) static int match_amx_job(const match_job *job) {
-  int nq = job->nq, largest = 2;
-  for (int i = 0; i < job->n; i++) {
-    if (job->counts[i] > largest) largest = job->counts[i];
-  }
-  size_t blocks_n = ((size_t)largest + 2 * MATCH_LANES - 1) / (2 * MATCH_LANES) * 2, row = blocks_n * MATCH_LANES;
+  int nq = job->nq;
+  size_t blocks_n = ((size_t)job->largest + 2 * MATCH_LANES - 1) / (2 * MATCH_LANES) * 2, row = blocks_n * MATCH_LANES;
   size_t padded = ((size_t)nq + AMX_QUERIES - 1) / AMX_QUERIES * AMX_QUERIES;
   /* Every part is a multiple of 64 bytes long, so each starts 64-byte aligned after the first. */
   size_t blocks_size = row * MATCH_LENGTH, k_size = (row * sizeof(int32_t) + 63) / 64 * 64, rows_size = padded * MATCH_LENGTH;
@@ -1496,14 +1499,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8"))) static 
 
   memcpy(rows, job->query, (size_t)nq * MATCH_LENGTH);
   memset(rows + (size_t)nq * MATCH_LENGTH, 0, (padded - (size_t)nq) * MATCH_LENGTH);
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   for (int i = 0; i < nq; i++) {
-    /* |q|^2 = q.(q - 128) + 128 sum(q), as match_prepare_query computes it. */
     const unsigned char *q = job->query + (size_t)i * MATCH_LENGTH;
-    __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64);
-    __m512i qq = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, _mm512_xor_si512(a, flip)), b, _mm512_xor_si512(b, flip));
-    __m512i sum = _mm512_add_epi64(_mm512_sad_epu8(a, _mm512_setzero_si512()), _mm512_sad_epu8(b, _mm512_setzero_si512()));
-    norm[i] = _mm512_reduce_add_epi32(qq) + 128 * (int32_t)_mm512_reduce_add_epi64(sum);
+    norm[i] = match_norm(_mm512_loadu_si512(q), _mm512_loadu_si512(q + 64));
   }
 
   amx_config config;
@@ -1692,20 +1690,18 @@ IS_EXPORT int is_sift_nearest2_many(const unsigned char *query, int nq, const un
       level < IS_SIFT_MATCH_VNNI || level > IS_SIFT_MATCH_AMX || available == 0) {
     return IS_SIFT_BAD_ARGUMENT;
   }
+  int largest = 2;
   for (int i = 0; i < n; i++) {
     if (candidates[i] == NULL || counts[i] < 2) return IS_SIFT_BAD_ARGUMENT;
+    if (counts[i] > largest) largest = counts[i];
   }
 #if defined(__x86_64__)
   if (nq == 0 || n == 0) return 0;
   if (level == IS_SIFT_MATCH_AMX && available == IS_SIFT_MATCH_AMX) {
-    match_job job = {query, nq, candidates, counts, n, best, best_index, second};
+    match_job job = {query, nq, candidates, counts, n, largest, best, best_index, second};
     int status = match_amx_on_worker(&job);
     if (status <= 0) return status;
     /* No worker: the VNNI kernel, here. */
-  }
-  int largest = 2;
-  for (int i = 0; i < n; i++) {
-    if (counts[i] > largest) largest = counts[i];
   }
   int owned;
   /* The scratch starts 64-byte aligned for the candidate blocks: malloc gives 16, so round up. */
