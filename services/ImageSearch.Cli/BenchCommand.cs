@@ -24,6 +24,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Measure model, decode, indexing and search speed.");
         command.Subcommands.Add(CreateCluster(bench));
         command.Subcommands.Add(CreateGateway(bench));
+        command.Subcommands.Add(CreateContention(bench));
         command.Subcommands.Add(Peers.PeersBench.Create(bench));
         command.Subcommands.Add(VerifyBench.Create(bench));
         command.Subcommands.Add(Reliability.FuzzCommand.Create());
@@ -162,6 +163,27 @@ internal static class BenchCommand
             }
 
             return ClusterBench.RunAsync(gallery, counts, parse.GetValue(rounds), parse.GetValue(clients), parse.GetValue(searches), ct);
+        });
+        return command;
+    }
+
+    private static Command CreateContention(Option<string> bench)
+    {
+        var photos = new Option<int>("--photos") { Description = "New photos to ingest (from the benchmark's queries): half with no searches, half while one client searches.", DefaultValueFactory = _ => 600 };
+        var command = new Command("contention", "Search latency through the real gateway while it ingests new photos, and what the searches cost ingestion: default priorities vs one priority for all.");
+        command.Options.Add(bench);
+        command.Options.Add(photos);
+        command.SetAction(async (parse, ct) =>
+        {
+            var root = Path.GetFullPath(parse.GetValue(bench)!);
+            var count = Math.Max(2, parse.GetValue(photos));
+            var figures = await Peers.ContentionBench.RunAsync(root, count, ct).ConfigureAwait(false);
+            foreach (var line in Peers.ContentionBench.Describe(figures, count))
+            {
+                Console.WriteLine(line);
+            }
+
+            return 0;
         });
         return command;
     }

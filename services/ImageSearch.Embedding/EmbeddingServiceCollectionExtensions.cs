@@ -14,7 +14,8 @@ public static class EmbeddingServiceCollectionExtensions
     /// Registers the embedder with options bound from <paramref name="section"/> (typically
     /// <c>configuration.GetSection(EmbeddingOptions.SectionName)</c>), validated when the host starts.
     /// The model is loaded on first resolution of <see cref="IEmbedder"/> or <see cref="OnnxEmbedder"/>
-    /// (one shared instance, disposed with the container).
+    /// (one shared instance, disposed with the container). A registered <see cref="WorkPriorities"/>
+    /// sets the priority of ONNX Runtime's threads.
     /// </summary>
     public static IServiceCollection AddOnnxEmbedder(this IServiceCollection services, IConfiguration section)
     {
@@ -38,7 +39,8 @@ public static class EmbeddingServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<EmbeddingOptions>, EmbeddingOptionsValidator>());
         services.TryAddSingleton(provider => new OnnxEmbedder(
             provider.GetRequiredService<IOptions<EmbeddingOptions>>().Value,
-            provider.GetService<ILogger<OnnxEmbedder>>()));
+            provider.GetService<ILogger<OnnxEmbedder>>(),
+            provider.GetService<WorkPriorities>()));
         services.TryAddSingleton<IEmbedder>(provider => provider.GetRequiredService<OnnxEmbedder>());
         return services;
     }

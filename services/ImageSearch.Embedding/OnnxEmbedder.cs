@@ -41,6 +41,7 @@ public sealed class OnnxEmbedder : IEmbedder
     private readonly Lock batchSessionLock = new();
     private readonly string modelPath;
     private readonly EmbeddingOptions options;
+    private readonly WorkPriorities? priorities;
     private InferenceSession? batchSession;
     private readonly string[] inputNames;
     private readonly string[] outputNames;
@@ -55,6 +56,19 @@ public sealed class OnnxEmbedder : IEmbedder
     /// <exception cref="InvalidDataException">The manifest, model or calibration file is malformed or does not match.</exception>
     /// <exception cref="DeviceUnavailableException">The native library or the requested device cannot be used.</exception>
     public OnnxEmbedder(EmbeddingOptions options, ILogger<OnnxEmbedder>? logger = null)
+        : this(options, logger, null)
+    {
+    }
+
+    /// <summary>
+    /// Loads the model as <see cref="OnnxEmbedder(EmbeddingOptions, ILogger{OnnxEmbedder})"/> does, and
+    /// starts ONNX Runtime's threads at the nice values of <paramref name="priorities"/>: the latency
+    /// session's at <see cref="WorkPriorities.QueryModelNice"/>, the throughput session's at
+    /// <see cref="WorkPriorities.IngestionNice"/> (each session is created on a thread of that level,
+    /// whose level its intra-op threads inherit). The thread that calls <see cref="Embed(IReadOnlyList{RgbImage}, EmbeddingWorkload)"/>
+    /// also works on the run, at its own level. Null: the creating thread's level.
+    /// </summary>
+    public OnnxEmbedder(EmbeddingOptions options, ILogger<OnnxEmbedder>? logger, WorkPriorities? priorities)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.ThrowIfInvalid();
@@ -79,9 +93,10 @@ public sealed class OnnxEmbedder : IEmbedder
             : CreateSessionOptions(options, nativeDirectory, options.EffectiveBatchIntraOpThreads);
         this.modelPath = modelPath;
         this.options = options;
+        this.priorities = priorities;
         try
         {
-            session = CreateSession(modelPath, options, sessionOptions);
+            session = CreateSession(modelPath, options, sessionOptions, priorities?.QueryModelNice, "onnx-query");
             CheckSignature();
             Calibration = LoadCalibration();
         }
@@ -215,7 +230,7 @@ public sealed class OnnxEmbedder : IEmbedder
 
         lock (batchSessionLock)
         {
-            return batchSession ??= CreateSession(modelPath, options, batchSessionOptions);
+            return batchSession ??= CreateSession(modelPath, options, batchSessionOptions, priorities?.IngestionNice, "onnx-batch");
         }
     }
 
@@ -369,6 +384,12 @@ public sealed class OnnxEmbedder : IEmbedder
                 $"and an NVIDIA driver that supports CUDA 13. {GpuSetupHint}", ex);
         }
     }
+
+    /// <summary>Creates a session; with a <paramref name="nice"/> level, on a new thread of that level named <paramref name="threadName"/>, whose level ONNX Runtime's threads inherit.</summary>
+    private InferenceSession CreateSession(string modelPath, EmbeddingOptions options, SessionOptions with, int? nice, string threadName) =>
+        nice is { } level
+            ? ThreadNice.RunOnNewThread(level, threadName, () => CreateSession(modelPath, options, with))
+            : CreateSession(modelPath, options, with);
 
     private InferenceSession CreateSession(string modelPath, EmbeddingOptions options, SessionOptions with)
     {

@@ -16,12 +16,14 @@ namespace ImageSearch.Pipeline;
 /// new vectors itself, in one durable call per batch, and publishes the events without them; the
 /// batch is acknowledged only after both. Point ids derive from content, so redelivery is harmless:
 /// the stored point is found and reused. Transient I/O and store errors propagate so the bus
-/// retries; a broken image is a permanent failure and is reported, never retried.
+/// retries; a broken image is a permanent failure and is reported, never retried. Decoding, local
+/// features and the model run on the <see cref="IngestionLane"/>'s threads, below searches in priority.
 /// </summary>
 public sealed partial class ImageAddedConsumer(
     FolderLibrary library,
     IImageDecoder decoder,
     IEmbedder embedder,
+    IngestionLane lane,
     IServiceProvider services,
     IOptions<IngestOptions> ingestOptions,
     IOptions<LibraryOptions> libraryOptions,
@@ -49,7 +51,8 @@ public sealed partial class ImageAddedConsumer(
         var toEmbed = items.Where(i => i.Prepared is not null).ToArray();
         if (toEmbed.Length > 0)
         {
-            var vectors = embedder.Embed(toEmbed.Select(i => i.Prepared!.Pixels).ToArray());
+            var pixels = toEmbed.Select(i => i.Prepared!.Pixels).ToArray();
+            var vectors = await lane.RunAsync(() => embedder.Embed(pixels), context.CancellationToken).ConfigureAwait(false);
             for (var k = 0; k < toEmbed.Length; k++)
             {
                 toEmbed[k].Vector = vectors[k];
@@ -146,20 +149,24 @@ public sealed partial class ImageAddedConsumer(
             return item;
         }
 
-        try
+        await lane.RunAsync(() =>
         {
-            var limits = new DecodeLimits(maxBytes);
-            var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, limits);
-            item.LocalFeatures = features?.Extract(bytes, null, limits).ToBytes();
-            item.Prepared = prepared;
-            item.Width = prepared.Original.Width;
-            item.Height = prepared.Original.Height;
-        }
-        catch (InvalidImageException ex)
-        {
-            item.Failure = ex.Message;
-        }
+            try
+            {
+                var limits = new DecodeLimits(maxBytes);
+                var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, limits);
+                item.LocalFeatures = features?.Extract(bytes, null, limits).ToBytes();
+                item.Prepared = prepared;
+                item.Width = prepared.Original.Width;
+                item.Height = prepared.Original.Height;
+            }
+            catch (InvalidImageException ex)
+            {
+                item.Failure = ex.Message;
+            }
 
+            return item;
+        }, ct).ConfigureAwait(false);
         return item;
     }
 

@@ -49,6 +49,8 @@ public static partial class PipelineServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<IngestOptions>>(sp => new DirectUpsertValidator(roles, sp.GetRequiredService<IServiceProviderIsService>()));
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(_ => new IngestionProgress { Enabled = roles.HasFlag(PipelineRoles.Indexer) });
+        services.AddOptions<PriorityOptions>().Bind(configuration.GetSection(PriorityOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<PriorityOptions>>().Value.Resolve());
         services.AddOptions<BusOptions>().Bind(configuration.GetSection(BusOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         var bus = configuration.GetSection(BusOptions.Section).Get<BusOptions>() ?? new BusOptions();
         services.TryAddSingleton<FolderLibrary>();
@@ -65,10 +67,16 @@ public static partial class PipelineServiceCollectionExtensions
             services.TryAddSingleton<LibraryIndexer>();
         }
 
+        if (roles.HasFlag(PipelineRoles.Ingest))
+        {
+            services.TryAddSingleton<IngestionLane>();
+        }
+
         if (roles.HasFlag(PipelineRoles.Query))
         {
             services.AddOptions<SearchOptions>().Bind(configuration.GetSection(SearchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
             services.TryAddSingleton<QueryEmbeddingQueue>();
+            services.TryAddSingleton<QueryFeaturesLane>();
             services.TryAddSingleton<SearchService>();
         }
 

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using ImageSearch.Core;
 using Microsoft.Extensions.Logging;
@@ -18,7 +19,9 @@ namespace ImageSearch.Pipeline;
 /// no thread, a run has the cores to itself, and a query waits at most for the run in progress plus
 /// its own. A single query on an idle queue starts at once, on the all-core latency session. A call
 /// with many images (a batch of queries, region windows) is split into one share per core on the
-/// throughput session, as ingestion runs them.
+/// throughput session, as ingestion runs them. The queue's thread, and the helper threads that run
+/// the other shares, are lowered to <see cref="WorkPriorities.QueryModelNice"/>: a request whose
+/// embedding is done finishes before the next model run takes its core.
 /// </remarks>
 public sealed class QueryEmbeddingQueue : IDisposable
 {
@@ -28,17 +31,22 @@ public sealed class QueryEmbeddingQueue : IDisposable
     private readonly int _cores;
     private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread _thread;
+    private readonly int _nice;
+    private readonly PriorityLane? _helpers;
     private Request? _carried;
     private long _runs;
     private long _batched;
 
-    public QueryEmbeddingQueue(IEmbedder embedder, IOptions<SearchOptions> options, ILogger<QueryEmbeddingQueue>? logger = null)
-        : this(embedder, options.Value.MaxEmbeddingBatch, Environment.ProcessorCount, logger)
+    public QueryEmbeddingQueue(IEmbedder embedder, IOptions<SearchOptions> options, WorkPriorities priorities, ILogger<QueryEmbeddingQueue>? logger = null)
+        : this(embedder, options.Value.MaxEmbeddingBatch, Environment.ProcessorCount, logger, priorities?.QueryModelNice)
     {
     }
 
-    /// <summary>A queue whose runs take at most <paramref name="maxImages"/> images, splitting larger calls over <paramref name="cores"/> shares.</summary>
-    public QueryEmbeddingQueue(IEmbedder embedder, int maxImages, int cores, ILogger? logger = null)
+    /// <summary>
+    /// A queue whose runs take at most <paramref name="maxImages"/> images, splitting larger calls over
+    /// <paramref name="cores"/> shares, on threads at nice <paramref name="nice"/> (null: the creating thread's level).
+    /// </summary>
+    public QueryEmbeddingQueue(IEmbedder embedder, int maxImages, int cores, ILogger? logger = null, int? nice = null)
     {
         ArgumentNullException.ThrowIfNull(embedder);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxImages, 1);
@@ -47,9 +55,17 @@ public sealed class QueryEmbeddingQueue : IDisposable
         _maxImages = maxImages;
         _cores = cores;
         _logger = logger ?? NullLogger.Instance;
+        _nice = nice ?? ThreadNice.Current;
+        _helpers = cores > 1 ? new PriorityLane("query-embedding", cores - 1, _nice) : null;
         _thread = new Thread(Run) { IsBackground = true, Name = "query-embedding" };
         _thread.Start();
     }
+
+    /// <summary>The queue's thread's id (Linux tid; 0 until it started or where unknown).</summary>
+    public int ThreadId { get; private set; }
+
+    /// <summary>The helper threads' ids (empty with one core).</summary>
+    public IReadOnlyList<int> HelperThreadIds => _helpers?.ThreadIds ?? [];
 
     /// <summary>Model calls made so far, and how many of them served more than one request.</summary>
     public (long Runs, long Batched) Counts => (Interlocked.Read(ref _runs), Interlocked.Read(ref _batched));
@@ -78,11 +94,14 @@ public sealed class QueryEmbeddingQueue : IDisposable
         if (_requests.Writer.TryComplete())
         {
             _thread.Join();
+            _helpers?.Dispose();
         }
     }
 
     private void Run()
     {
+        ThreadNice.TryLowerCurrent(_nice);
+        ThreadId = ThreadNice.CurrentThreadId;
         var reader = _requests.Reader;
         var batch = new List<Request>();
         while (true)
@@ -178,13 +197,41 @@ public sealed class QueryEmbeddingQueue : IDisposable
             return _embedder.Embed(images, EmbeddingWorkload.Latency);
         }
 
+        // Share 0 on this thread, the others on the helpers (same level): pool threads would run
+        // them at the requests' priority.
         var vectors = new float[images.Length][];
-        Parallel.For(0, shares, new ParallelOptions { MaxDegreeOfParallelism = shares }, s =>
+        void Share(int s)
         {
             var from = images.Length * s / shares;
             var to = images.Length * (s + 1) / shares;
             _embedder.Embed(images[from..to], EmbeddingWorkload.Throughput).CopyTo(vectors, from);
-        });
+        }
+
+        var others = Enumerable.Range(1, shares - 1).Select(s => _helpers!.RunAsync(() => Share(s))).ToArray();
+        Exception? first = null;
+        try
+        {
+            Share(0);
+        }
+        catch (Exception e)
+        {
+            first = e;
+        }
+
+        try
+        {
+            Task.WaitAll(others);
+        }
+        catch (AggregateException e)
+        {
+            first ??= e.InnerExceptions[0];
+        }
+
+        if (first is not null)
+        {
+            ExceptionDispatchInfo.Throw(first);
+        }
+
         return vectors;
     }
 

@@ -37,68 +37,20 @@ internal static class GatewayBench
                 StoreBench.CopyDirectory(Path.Combine(storeRoot, storeFolder.Replace("+sift1", "", StringComparison.Ordinal)), Path.Combine(work, "db", storeFolder));
             }
 
-            var port = BenchProcesses.FreePort();
-            var dll = BenchProcesses.GatewayDll;
-            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)! };
-            foreach (var a in new[]
-            {
-                dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={gallery}", $"--Index:Directory={Path.Combine(work, "db")}",
-                $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}", "--Rerank:Enabled=true", "--Logging:LogLevel:Default=Warning",
-                "--RateLimit:Enabled=false", // one address sends more searches per second than a client may: the services are measured, not the limiter
-                "--Upload:Enabled=false", // the library is the benchmark's gallery: nothing may write into it (not even an empty uploads folder)
-            })
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            gateway = BenchProcesses.StartQuiet(psi);
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(5) };
-
-            // Ready once the index opened and the gallery (ingested at start) is all in.
-            var deadline = Stopwatch.StartNew();
-            long points = 0;
-            while (true)
-            {
-                ct.ThrowIfCancellationRequested();
-                if (gateway.HasExited)
-                {
-                    throw new InvalidOperationException($"The gateway exited with code {gateway.ExitCode} before it was ready.");
-                }
-
-                try
-                {
-                    var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
-                    points = status.GetProperty("indexed").GetInt64();
-                    if (status.GetProperty("pending").GetInt32() == 0 &&
-                        status.GetProperty("files").GetInt64() + status.GetProperty("failed").GetInt64() >= Directory.GetFiles(gallery).Length)
-                    {
-                        break;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // not listening yet
-                }
-
-                if (deadline.Elapsed > TimeSpan.FromMinutes(10))
-                {
-                    throw new TimeoutException("The gateway did not finish indexing the gallery within 10 minutes.");
-                }
-
-                await Task.Delay(500, ct).ConfigureAwait(false);
-            }
+            (gateway, var http, var points) = await StartAsync(gallery, Path.Combine(work, "db"), [], Directory.GetFiles(gallery).Length, ct).ConfigureAwait(false);
+            using var client = http;
 
             var queries = BenchmarkSet.Load(benchRoot).Instance
                 .Select(q => (Bytes: File.ReadAllBytes(Path.Combine(benchRoot, q.QueryPath)), q.Box))
                 .ToArray();
 
             // Warm-up (first requests JIT the endpoint and fill the caches), then the measured loads.
-            await LoadAsync(http, queries, 1, Math.Min(20, searches), rerank: true, ct).ConfigureAwait(false);
+            await LoadAsync(client, queries, 1, Math.Min(20, searches), rerank: true, ct).ConfigureAwait(false);
             var figures = new List<GatewayFigures>();
             foreach (var rerank in new[] { false, true })
             {
-                figures.Add(await LoadAsync(http, queries, 1, Math.Max(20, searches / 4), rerank, ct).ConfigureAwait(false));
-                figures.Add(await LoadAsync(http, queries, clients, searches, rerank, ct).ConfigureAwait(false));
+                figures.Add(await LoadAsync(client, queries, 1, Math.Max(20, searches / 4), rerank, ct).ConfigureAwait(false));
+                figures.Add(await LoadAsync(client, queries, clients, searches, rerank, ct).ConfigureAwait(false));
             }
 
             gateway.Refresh();
@@ -117,8 +69,84 @@ internal static class GatewayBench
         }
     }
 
+    /// <summary>
+    /// Starts the embedded gateway on <paramref name="library"/> with its index in <paramref name="db"/>
+    /// (plus <paramref name="extraArgs"/>) and waits until <paramref name="expectedFiles"/> files are
+    /// indexed or refused. Returns the process, a client for it, and the number of indexed points.
+    /// </summary>
+    internal static async Task<(Process Gateway, HttpClient Http, long Points)> StartAsync(string library, string db, IEnumerable<string> extraArgs, int expectedFiles, CancellationToken ct)
+    {
+        var port = BenchProcesses.FreePort();
+        var dll = BenchProcesses.GatewayDll;
+        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = Path.GetDirectoryName(dll)! };
+        foreach (var a in new[]
+        {
+            dll, "--urls", $"http://127.0.0.1:{port}", $"--Library:Root={library}", $"--Index:Directory={db}",
+            $"--Embedding:ModelsDirectory={Path.Combine(CliHost.RepoRoot, "models")}", "--Rerank:Enabled=true", "--Logging:LogLevel:Default=Warning",
+            "--RateLimit:Enabled=false", // one address sends more searches per second than a client may: the services are measured, not the limiter
+            "--Upload:Enabled=false", // the library is the benchmark's gallery: nothing may write into it (not even an empty uploads folder)
+        }.Concat(extraArgs))
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        var gateway = BenchProcesses.StartQuiet(psi);
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/"), Timeout = TimeSpan.FromMinutes(5) };
+        try
+        {
+            var points = await WaitIndexedAsync(gateway, http, expectedFiles, TimeSpan.FromMinutes(10), ct).ConfigureAwait(false);
+            return (gateway, http, points);
+        }
+        catch
+        {
+            http.Dispose();
+            if (!gateway.HasExited)
+            {
+                gateway.Kill(entireProcessTree: true);
+            }
+
+            gateway.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Polls <c>/api/status</c> until <paramref name="expectedFiles"/> files are indexed or refused and nothing is pending; returns the indexed points.</summary>
+    internal static async Task<long> WaitIndexedAsync(Process gateway, HttpClient http, int expectedFiles, TimeSpan limit, CancellationToken ct)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (gateway.HasExited)
+            {
+                throw new InvalidOperationException($"The gateway exited with code {gateway.ExitCode} before it was ready.");
+            }
+
+            try
+            {
+                var status = await http.GetFromJsonAsync<JsonElement>("api/status", ct).ConfigureAwait(false);
+                if (status.GetProperty("pending").GetInt32() == 0 &&
+                    status.GetProperty("files").GetInt64() + status.GetProperty("failed").GetInt64() >= expectedFiles)
+                {
+                    return status.GetProperty("indexed").GetInt64();
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+
+            if (deadline.Elapsed > limit)
+            {
+                throw new TimeoutException($"The gateway did not finish indexing {expectedFiles} files within {limit.TotalMinutes:F0} minutes.");
+            }
+
+            await Task.Delay(200, ct).ConfigureAwait(false);
+        }
+    }
+
     /// <summary><paramref name="clients"/> concurrent clients sending <paramref name="total"/> searches in all, round-robin over the queries.</summary>
-    private static async Task<GatewayFigures> LoadAsync(HttpClient http, (byte[] Bytes, string Box)[] queries, int clients, int total, bool rerank, CancellationToken ct)
+    internal static async Task<GatewayFigures> LoadAsync(HttpClient http, (byte[] Bytes, string Box)[] queries, int clients, int total, bool rerank, CancellationToken ct)
     {
         var latencies = new List<double>();
         var embeds = new List<double>();
@@ -131,26 +159,12 @@ internal static class GatewayBench
             while ((i = Interlocked.Increment(ref next)) < total)
             {
                 var (bytes, box) = queries[i % queries.Length];
-                using var form = new MultipartFormDataContent
-                {
-                    { new ByteArrayContent(bytes), "image", "q.jpg" },
-                    { new StringContent(rerank ? "true" : "false"), "rerank" },
-                };
-                if (!string.IsNullOrEmpty(box))
-                {
-                    form.Add(new StringContent(box), "box");
-                }
-
-                var start = Stopwatch.GetTimestamp();
-                using var response = await http.PostAsync("api/search", form, ct).ConfigureAwait(false);
-                var body = await response.Content.ReadFromJsonAsync<JsonElement>(ct).ConfigureAwait(false);
-                var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                response.EnsureSuccessStatusCode();
+                var (ms, embed, search) = await SearchOnceAsync(http, bytes, box, rerank, ct).ConfigureAwait(false);
                 lock (latencies)
                 {
                     latencies.Add(ms);
-                    embeds.Add(body.GetProperty("embedMs").GetDouble());
-                    knn.Add(body.GetProperty("searchMs").GetDouble());
+                    embeds.Add(embed);
+                    knn.Add(search);
                 }
             }
         })).ConfigureAwait(false);
@@ -160,6 +174,27 @@ internal static class GatewayBench
         knn.Sort();
         return new GatewayFigures(clients, rerank, total, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
             EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), total / seconds);
+    }
+
+    /// <summary>One search: the client's milliseconds, and the server's embedding and after-embedding milliseconds.</summary>
+    internal static async Task<(double Ms, double EmbedMs, double SearchMs)> SearchOnceAsync(HttpClient http, byte[] bytes, string box, bool rerank, CancellationToken ct)
+    {
+        using var form = new MultipartFormDataContent
+        {
+            { new ByteArrayContent(bytes), "image", "q.jpg" },
+            { new StringContent(rerank ? "true" : "false"), "rerank" },
+        };
+        if (!string.IsNullOrEmpty(box))
+        {
+            form.Add(new StringContent(box), "box");
+        }
+
+        var start = Stopwatch.GetTimestamp();
+        using var response = await http.PostAsync("api/search", form, ct).ConfigureAwait(false);
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>(ct).ConfigureAwait(false);
+        var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        response.EnsureSuccessStatusCode();
+        return (ms, body.GetProperty("embedMs").GetDouble(), body.GetProperty("searchMs").GetDouble());
     }
 
     /// <summary>One line per load, as <c>bench gateway</c> prints them.</summary>
