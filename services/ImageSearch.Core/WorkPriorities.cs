@@ -4,18 +4,15 @@ namespace ImageSearch.Core;
 /// The nice values (<see cref="ThreadNice"/>) of the process's background kinds of work. Everything
 /// else, request handling included, keeps the process's own priority, so among the work of one
 /// process the order is: requests whose embedding is done (decode, k-NN, re-ranking, the response),
-/// then the local features of queries still waiting for their embedding, then the query model, then
-/// ingestion (decode, local features and the model for new images).
+/// then the query model, then ingestion (decode, local features and the model for new images).
 /// </summary>
-/// <param name="QueryFeaturesNice">Nice value of the threads that extract a query's local features for re-ranking.</param>
 /// <param name="QueryModelNice">Nice value of the threads that run the model for queries (the query queue and ONNX Runtime's threads of the latency session).</param>
 /// <param name="IngestionNice">Nice value of the threads that decode and embed images being ingested (and of the throughput session's threads).</param>
-public sealed record WorkPriorities(int QueryFeaturesNice, int QueryModelNice, int IngestionNice)
+public sealed record WorkPriorities(int QueryModelNice, int IngestionNice)
 {
     /// <summary>Every kind of work at the process's own priority.</summary>
-    public static WorkPriorities Unchanged => new(ThreadNice.Process, ThreadNice.Process, ThreadNice.Process);
+    public static WorkPriorities Unchanged => new(ThreadNice.Process, ThreadNice.Process);
 
     /// <summary>Each kind of work the given number of levels below the process's own priority.</summary>
-    public static WorkPriorities Below(int queryFeatures, int queryModel, int ingestion) =>
-        new(ThreadNice.Below(queryFeatures), ThreadNice.Below(queryModel), ThreadNice.Below(ingestion));
+    public static WorkPriorities Below(int queryModel, int ingestion) => new(ThreadNice.Below(queryModel), ThreadNice.Below(ingestion));
 }

@@ -76,7 +76,6 @@ public static partial class PipelineServiceCollectionExtensions
         {
             services.AddOptions<SearchOptions>().Bind(configuration.GetSection(SearchOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
             services.TryAddSingleton<QueryEmbeddingQueue>();
-            services.TryAddSingleton<QueryFeaturesLane>();
             services.TryAddSingleton<SearchService>();
         }
 

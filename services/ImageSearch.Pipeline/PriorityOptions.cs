@@ -8,36 +8,31 @@ namespace ImageSearch.Pipeline;
 /// process's own priority (0 = the same as requests; 19 = the lowest). Section "Priority".
 /// </summary>
 /// <remarks>
-/// On two cores, four clients searching keep about five threads runnable: with equal priorities a
-/// request whose embedding is done waits for the next query's model run, and an image being
-/// ingested slows every search. With the defaults the order is: requests (form reading, decoding,
-/// k-NN, re-ranking, the response), then queries' local features, then the query model, then
-/// ingestion, which, like a desktop
-/// indexer, only gets the cores that searches leave idle (measured in docs/BENCHMARKS.md, "Priorities").
-/// The levels order the process's own threads; other processes compete through their CPU groups
-/// (systemd services, containers), as before.
+/// With equal priorities, photos being ingested take half the cores from a search: on two cores one
+/// client's re-ranked searches went from ~30-45 ms p50 to ~57-65 ms while the gateway ingested. By
+/// default ingestion (decoding, local features and the model for new images, on threads of its own)
+/// runs at the lowest level and, like a desktop indexer, gets only the cores that searches leave
+/// idle; searches then stay within a few ms of an idle server (docs/BENCHMARKS.md, "Priorities").
+/// Lowering the query model as well (<see cref="QueryModel"/>) lets requests whose embedding is done
+/// finish before the next model run: it shrinks the time after the embedding at 4 clients, but it
+/// did not lower their end-to-end latency, and it slowed a lone search (the model's two threads wait
+/// for each other when one is preempted), so it is off by default. The levels order the process's
+/// own threads; other processes compete through their CPU groups (systemd services, containers).
 /// </remarks>
 public sealed class PriorityOptions
 {
     public const string Section = "Priority";
 
-    /// <summary>
-    /// Nice levels below the process for extracting a query's local features (re-ranking), which runs
-    /// beside its embedding and is needed only once that is done. Default 5.
-    /// </summary>
+    /// <summary>Nice levels below the process for the query model's threads. Default 0 (see the remarks).</summary>
     [Range(0, ThreadNice.Lowest)]
-    public int QueryFeatures { get; set; } = 5;
-
-    /// <summary>Nice levels below the process for the query model's threads. Default 10.</summary>
-    [Range(0, ThreadNice.Lowest)]
-    public int QueryModel { get; set; } = 10;
+    public int QueryModel { get; set; }
 
     /// <summary>Nice levels below the process for ingestion's decode, local features and model. Default 19.</summary>
     [Range(0, ThreadNice.Lowest)]
     public int Ingestion { get; set; } = ThreadNice.Lowest;
 
     /// <summary>The nice values these levels give in this process.</summary>
-    public WorkPriorities Resolve() => WorkPriorities.Below(QueryFeatures, QueryModel, Ingestion);
+    public WorkPriorities Resolve() => WorkPriorities.Below(QueryModel, Ingestion);
 }
 
 /// <summary>
@@ -63,23 +58,3 @@ public sealed class IngestionLane : IDisposable
     public void Dispose() => Lane.Dispose();
 }
 
-/// <summary>
-/// The threads that extract queries' local features for re-ranking, at
-/// <see cref="WorkPriorities.QueryFeaturesNice"/>, one per processor.
-/// </summary>
-public sealed class QueryFeaturesLane : IDisposable
-{
-    public QueryFeaturesLane(WorkPriorities priorities)
-    {
-        ArgumentNullException.ThrowIfNull(priorities);
-        Lane = new PriorityLane("query-features", Environment.ProcessorCount, priorities.QueryFeaturesNice);
-    }
-
-    /// <summary>The lane itself.</summary>
-    public PriorityLane Lane { get; }
-
-    /// <inheritdoc cref="PriorityLane.RunAsync{T}(Func{T}, CancellationToken)"/>
-    public Task<T> RunAsync<T>(Func<T> work, CancellationToken ct = default) => Lane.RunAsync(work, ct);
-
-    public void Dispose() => Lane.Dispose();
-}

@@ -40,8 +40,7 @@ public sealed class SearchService(
     IOptions<RerankOptions> rerankOptions,
     ILocalFeatureExtractor? features = null,
     IGeometricVerifier? verifier = null,
-    IOptions<AugmentationOptions>? augmentationOptions = null,
-    QueryFeaturesLane? featuresLane = null)
+    IOptions<AugmentationOptions>? augmentationOptions = null)
 {
     private readonly RerankOptions _rerank = rerankOptions.Value;
     private readonly AugmentationOptions _augmentation = augmentationOptions?.Value ?? new AugmentationOptions();
@@ -78,17 +77,14 @@ public sealed class SearchService(
         var model = embedder.Model;
         var started = Stopwatch.GetTimestamp();
 
-        // The query's local features are extracted while it is decoded, embedded and searched (on the
-        // features lane, below requests that are further along).
+        // The query's local features are extracted while it is decoded, embedded and searched.
         var queryFeatures = new Task<LocalFeatureSet>?[queries.Count];
         if (CanRerank)
         {
             for (var i = 0; i < queries.Count; i++)
             {
                 var q = queries[i];
-                queryFeatures[i] = !q.Rerank ? null
-                    : featuresLane is null ? Task.Run(() => features!.Extract(q.Image, q.Box), ct)
-                    : featuresLane.RunAsync(() => features!.Extract(q.Image, q.Box), ct);
+                queryFeatures[i] = q.Rerank ? Task.Run(() => features!.Extract(q.Image, q.Box), ct) : null;
 
                 // A bad image fails the decode below first; its failed extraction is then never awaited.
                 queryFeatures[i]?.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);

@@ -112,22 +112,23 @@ public sealed class PriorityTests : IDisposable
     }
 
     [Fact]
-    public async Task In_the_embedded_pipeline_ingestion_runs_below_the_query_model_and_the_query_model_below_requests()
+    public async Task In_the_embedded_pipeline_ingestion_and_the_query_model_run_at_their_levels_and_requests_at_the_process_level()
     {
         var (library, paths) = TestData.MakeLibrary(root, 3);
-        await using var host = await PipelineHost.StartAsync(PipelineRoles.All, library, Path.Combine(root, "db"), null);
+        await using var host = await PipelineHost.StartAsync(PipelineRoles.All, library, Path.Combine(root, "db"), null,
+            new Dictionary<string, string?> { ["Priority:QueryModel"] = "4" });
         var store = host.Services.GetRequiredService<IVectorStore>();
         await host.AnnounceAsync(library, paths);
         await TestData.UntilAsync(async () => await store.CountAsync() == paths.Length - 1, "every photo to be indexed");
         var search = host.Services.GetRequiredService<SearchService>();
-        Assert.True(search.CanRerank);
         var hit = (await search.SearchAsync(new ImageQuery(await File.ReadAllBytesAsync(Path.Combine(library, paths[1]))))).Hits[0];
         Assert.Equal(TestData.IdOf(library, paths[1]), hit.Id);
 
-        // The defaults: 5, 10 and 19 levels below the process.
+        // The query model 4 levels below the process (the default is 0: a level of its own shows
+        // that the setting reaches every model thread), ingestion 19 (the default).
         var process = ThreadNice.Process;
         var priorities = host.Services.GetRequiredService<WorkPriorities>();
-        Assert.Equal(new WorkPriorities(Math.Min(process + 5, 19), Math.Min(process + 10, 19), 19), priorities);
+        Assert.Equal(new WorkPriorities(Math.Min(process + 4, 19), 19), priorities);
 
         // Ingestion's decoding and model calls ran on the lane (3 photos, the copy's bytes are the first's: at least 3 decodes and a model call).
         var lane = host.Services.GetRequiredService<IngestionLane>().Lane;
@@ -138,15 +139,9 @@ public sealed class PriorityTests : IDisposable
         // session, which inherits the name and level of the thread that created the session.
         var queue = host.Services.GetRequiredService<QueryEmbeddingQueue>();
         Assert.All(queue.HelperThreadIds.Prepend(queue.ThreadId), tid => Assert.Equal((priorities.QueryModelNice, "query-embedding"), (ProcThreads.Nice(tid), ProcThreads.Name(tid))));
-        // (Other tests' hosts in this process have theirs too, all at the default level.)
-        var ortThreads = ProcThreads.All().Where(t => t.Name == "onnx-query").ToList();
-        Assert.True(ortThreads.Count >= Environment.ProcessorCount - 1, $"{ortThreads.Count} threads named onnx-query");
-        Assert.All(ortThreads, t => Assert.Equal(priorities.QueryModelNice, t.Nice));
-
-        // The query's local features (re-ranking is on by default).
-        var features = host.Services.GetRequiredService<QueryFeaturesLane>().Lane;
-        Assert.Equal(1, features.Completed);
-        Assert.All(features.ThreadIds, tid => Assert.Equal((priorities.QueryFeaturesNice, "query-features"), (ProcThreads.Nice(tid), ProcThreads.Name(tid))));
+        // (Other tests' hosts in this process have theirs too, at the default level.)
+        var ortThreads = ProcThreads.All().Where(t => t.Name == "onnx-query" && t.Nice == priorities.QueryModelNice).ToList();
+        Assert.True(ortThreads.Count >= Environment.ProcessorCount - 1, $"{ortThreads.Count} threads named onnx-query at nice {priorities.QueryModelNice}");
 
         // The thread that handled the search (this test's) keeps the process's level.
         Assert.Equal(process, ProcThreads.Nice(ThreadNice.CurrentThreadId));
@@ -157,12 +152,11 @@ public sealed class PriorityTests : IDisposable
     {
         var (library, _) = TestData.MakeLibrary(root, 1);
         using var host = PipelineHost.Build(PipelineRoles.All, library, Path.Combine(root, "db"), null,
-            new Dictionary<string, string?> { ["Priority:QueryModel"] = "20", ["Priority:Ingestion"] = "-1", ["Priority:QueryFeatures"] = "25" });
+            new Dictionary<string, string?> { ["Priority:QueryModel"] = "20", ["Priority:Ingestion"] = "-1" });
 
         var error = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IOptions<PriorityOptions>>().Value);
         Assert.Contains(error.Failures, f => f.Contains(nameof(PriorityOptions.QueryModel), StringComparison.Ordinal) && f.Contains("19", StringComparison.Ordinal));
         Assert.Contains(error.Failures, f => f.Contains(nameof(PriorityOptions.Ingestion), StringComparison.Ordinal));
-        Assert.Contains(error.Failures, f => f.Contains(nameof(PriorityOptions.QueryFeatures), StringComparison.Ordinal));
     }
 
     /// <summary>The process's threads as Linux reports them.</summary>

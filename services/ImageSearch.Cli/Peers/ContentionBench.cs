@@ -24,8 +24,8 @@ internal static class ContentionBench
 {
     private static readonly (string Name, string[] Args)[] Settings =
     [
-        ("default priorities (query features +5, query model +10, ingestion +19)", []),
-        ("one priority for all (every level 0)", ["--Priority:QueryFeatures=0", "--Priority:QueryModel=0", "--Priority:Ingestion=0"]),
+        ("default (ingestion +19)", []),
+        ("one priority for all (ingestion +0)", ["--Priority:QueryModel=0", "--Priority:Ingestion=0"]),
     ];
 
     public static async Task<IReadOnlyList<ContentionFigures>> RunAsync(string benchRoot, int photos, CancellationToken ct)
