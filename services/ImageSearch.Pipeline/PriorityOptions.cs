@@ -37,8 +37,10 @@ public sealed class PriorityOptions
 
 /// <summary>
 /// The threads that do ingestion's CPU work (decoding, local features, the model) at
-/// <see cref="WorkPriorities.IngestionNice"/>: one per processor, or one per concurrent batch if
-/// that is more.
+/// <see cref="WorkPriorities.IngestionNice"/>: as many as ingestion can have busy at once
+/// (<see cref="IngestOptions.ConcurrentBatches"/> batches, each decoding on
+/// <see cref="IngestOptions.DecodeThreads"/> threads and then embedding on one of them), so the lane
+/// changes their priority, not their concurrency.
 /// </summary>
 public sealed class IngestionLane : IDisposable
 {
@@ -46,7 +48,9 @@ public sealed class IngestionLane : IDisposable
     {
         ArgumentNullException.ThrowIfNull(priorities);
         ArgumentNullException.ThrowIfNull(options);
-        Lane = new PriorityLane("ingest", Math.Max(Environment.ProcessorCount, options.Value.ConcurrentBatches), priorities.IngestionNice);
+        var o = options.Value;
+        var decodeThreads = o.DecodeThreads > 0 ? o.DecodeThreads : Environment.ProcessorCount;
+        Lane = new PriorityLane("ingest", o.ConcurrentBatches * decodeThreads, priorities.IngestionNice);
     }
 
     /// <summary>The lane itself.</summary>

@@ -20,8 +20,8 @@ namespace ImageSearch.Pipeline;
 /// its own. A single query on an idle queue starts at once, on the all-core latency session. A call
 /// with many images (a batch of queries, region windows) is split into one share per core on the
 /// throughput session, as ingestion runs them. The queue's thread, and the helper threads that run
-/// the other shares, are lowered to <see cref="WorkPriorities.QueryModelNice"/>: a request whose
-/// embedding is done finishes before the next model run takes its core.
+/// the other shares, run at <see cref="WorkPriorities.QueryModelNice"/> (the process's own level by
+/// default; see <see cref="PriorityOptions"/>), above ingestion's threads.
 /// </remarks>
 public sealed class QueryEmbeddingQueue : IDisposable
 {
