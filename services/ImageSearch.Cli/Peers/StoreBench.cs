@@ -22,11 +22,17 @@ internal static class StoreBench
 {
     private const int Version = 1;
 
-    /// <summary>The cached index root (holding one store folder named <paramref name="storeFolder"/>), built if missing.</summary>
+    /// <summary>
+    /// The cached index root (holding one store folder named <paramref name="storeFolder"/>), built if
+    /// missing. With <paramref name="localFeatures"/> (the serialised local features a view of photo
+    /// <c>i</c> of <paramref name="photos"/> carries) every point has local features, so a re-ranked
+    /// search reads and matches every candidate, as on a real gallery of that size (a separate cache:
+    /// ~28 KB more per point).
+    /// </summary>
     public static async Task<(string Root, double BuildSeconds, bool Cached)> BuildOrReuseAsync(string cacheDirectory, string storeFolder, AugmentedViews views,
-        string[] photos, IImageDecoder decoder, EmbeddingModelInfo model, CancellationToken ct)
+        string[] photos, IImageDecoder decoder, EmbeddingModelInfo model, CancellationToken ct, Func<int, byte[]>? localFeatures = null)
     {
-        var root = Path.Combine(cacheDirectory, $"store-{views.Count}");
+        var root = Path.Combine(cacheDirectory, localFeatures is null ? $"store-{views.Count}" : $"store-{views.Count}-other-features");
         var stamp = Path.Combine(root, "built.json");
         var folder = Path.Combine(root, storeFolder);
         if (File.Exists(stamp) && Directory.Exists(folder) &&
@@ -59,7 +65,8 @@ internal static class StoreBench
                 {
                     var (id, hash) = PointId(i);
                     var p = payloads[views.PhotoOf(i)];
-                    batch.Add(new VectorRecord(id, views.Row(i).ToArray(), new ImagePayload(p.Name, p.Size, p.Width, p.Height, hash, added)));
+                    batch.Add(new VectorRecord(id, views.Row(i).ToArray(), new ImagePayload(p.Name, p.Size, p.Width, p.Height, hash, added),
+                        localFeatures?.Invoke(views.PhotoOf(i))));
                 }
 
                 await store.UpsertAsync(batch, ct).ConfigureAwait(false);
