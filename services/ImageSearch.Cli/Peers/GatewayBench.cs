@@ -11,8 +11,9 @@ internal sealed record GatewayFigures(int Clients, bool Rerank, int Searches, do
 
 /// <summary>
 /// Search latency through the real gateway process (embedded mode, as <c>./imagesearch serve</c>
-/// runs it) over loopback, on a large index: a copy of the cached store of augmented views, plus the
-/// gallery itself, which the gateway indexes at start (CNN and local features). Queries are the
+/// runs it) over loopback, on a large index: a copy of the cached store of augmented views (each
+/// with local features, so re-ranking verifies every candidate), plus the gallery itself, which the
+/// gateway indexes at start (CNN and local features). Queries are the
 /// benchmark's instance queries (real photos: crops, recompressions, rotations of gallery photos).
 /// </summary>
 internal static class GatewayBench
