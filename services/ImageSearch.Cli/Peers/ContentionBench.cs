@@ -86,14 +86,7 @@ internal static class ContentionBench
             }
             finally
             {
-                if (gateway is { HasExited: false })
-                {
-                    gateway.Kill(entireProcessTree: true);
-                    await gateway.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-                }
-
-                gateway?.Dispose();
-                Directory.Delete(work, recursive: true);
+                await GatewayBench.StopAsync(gateway, work).ConfigureAwait(false);
             }
         }
 

@@ -59,15 +59,21 @@ internal static class GatewayBench
         }
         finally
         {
-            if (gateway is { HasExited: false })
-            {
-                gateway.Kill(entireProcessTree: true);
-                await gateway.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-
-            gateway?.Dispose();
-            Directory.Delete(work, recursive: true);
+            await StopAsync(gateway, work).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Ends <paramref name="gateway"/> (if it started and still runs) and deletes its <paramref name="work"/> folder.</summary>
+    internal static async Task StopAsync(Process? gateway, string work)
+    {
+        if (gateway is { HasExited: false })
+        {
+            gateway.Kill(entireProcessTree: true);
+            await gateway.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        gateway?.Dispose();
+        Directory.Delete(work, recursive: true);
     }
 
     /// <summary>
