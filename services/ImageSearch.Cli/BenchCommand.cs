@@ -169,7 +169,7 @@ internal static class BenchCommand
 
     private static Command CreateContention(Option<string> bench)
     {
-        var photos = new Option<int>("--photos") { Description = "New photos to ingest (from the benchmark's queries): half with no searches, half while one client searches.", DefaultValueFactory = _ => 600 };
+        var photos = new Option<int>("--photos") { Description = "New photos to ingest (from two thirds of the benchmark's query images; at most that many): half with no searches, half while one client searches.", DefaultValueFactory = _ => 600 };
         var command = new Command("contention", "Search latency through the real gateway while it ingests new photos, and what the searches cost ingestion: default priorities vs one priority for all.");
         command.Options.Add(bench);
         command.Options.Add(photos);
@@ -178,7 +178,7 @@ internal static class BenchCommand
             var root = Path.GetFullPath(parse.GetValue(bench)!);
             var count = Math.Max(2, parse.GetValue(photos));
             var figures = await Peers.ContentionBench.RunAsync(root, count, ct).ConfigureAwait(false);
-            foreach (var line in Peers.ContentionBench.Describe(figures, count))
+            foreach (var line in Peers.ContentionBench.Describe(figures))
             {
                 Console.WriteLine(line);
             }

@@ -10,12 +10,15 @@ namespace ImageSearch.Core;
 /// </summary>
 /// <remarks>
 /// Work items must not wait on other items of the same lane (they would hold its threads). A waiting
-/// caller holds no thread. Disposing lets the queued items finish, then ends the threads.
+/// caller holds no thread. Callers' tasks are completed from a <see cref="CompletionRelay"/> at the
+/// level of the thread that created the lane, never from the lowered threads (see there why).
+/// Disposing lets the queued items finish, then ends the threads.
 /// </remarks>
 public sealed class PriorityLane : IDisposable
 {
     private readonly BlockingCollection<Action> _work = new(new ConcurrentQueue<Action>());
     private readonly Thread[] _threads;
+    private readonly CompletionRelay _relay;
     private readonly int[] _threadIds;
     private long _completed;
     private int _disposed;
@@ -28,6 +31,7 @@ public sealed class PriorityLane : IDisposable
         Name = name;
         Nice = nice;
         _threadIds = new int[threads];
+        _relay = new CompletionRelay(name + "-done");
         using var started = new CountdownEvent(threads);
         _threads = new Thread[threads];
         for (var i = 0; i < threads; i++)
@@ -52,7 +56,10 @@ public sealed class PriorityLane : IDisposable
     /// <summary>The threads' operating-system ids (Linux tids; 0 where unknown).</summary>
     public IReadOnlyList<int> ThreadIds => _threadIds;
 
-    /// <summary>Work items run so far.</summary>
+    /// <summary>The id of the thread that completes callers' tasks (see <see cref="CompletionRelay"/>).</summary>
+    public int CompletionThreadId => _relay.ThreadId;
+
+    /// <summary>Work items run so far (counted before their callers' tasks complete).</summary>
     public long Completed => Interlocked.Read(ref _completed);
 
     /// <summary>
@@ -73,14 +80,20 @@ public sealed class PriorityLane : IDisposable
                 return;
             }
 
+            T value;
             try
             {
-                result.TrySetResult(work());
+                value = work();
             }
             catch (Exception e)
             {
-                result.TrySetException(e);
+                Interlocked.Increment(ref _completed);
+                _relay.Post(() => result.TrySetException(e));
+                return;
             }
+
+            Interlocked.Increment(ref _completed);
+            _relay.Post(() => result.TrySetResult(value));
         }
 
         try
@@ -120,6 +133,7 @@ public sealed class PriorityLane : IDisposable
             thread.Join();
         }
 
+        _relay.Dispose();
         _work.Dispose();
     }
 
@@ -131,7 +145,6 @@ public sealed class PriorityLane : IDisposable
         foreach (var item in _work.GetConsumingEnumerable())
         {
             item();
-            Interlocked.Increment(ref _completed);
         }
     }
 }

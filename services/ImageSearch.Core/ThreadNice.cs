@@ -23,8 +23,10 @@ public static partial class ThreadNice
 
     private const int PrioProcess = 0;
 
-    /// <summary>True where per-thread nice values exist (Linux).</summary>
-    public static bool Supported => OperatingSystem.IsLinux();
+    private static readonly bool s_supported = OperatingSystem.IsLinux() && Probe();
+
+    /// <summary>True where per-thread nice values exist (Linux with glibc 2.30 or later, which exports gettid).</summary>
+    public static bool Supported => s_supported;
 
     /// <summary>The nice value of the process's main thread, which every other level here is relative to.</summary>
     public static int Process => Supported ? Get(Environment.ProcessId) : 0;
@@ -92,6 +94,18 @@ public static partial class ThreadNice
         thread.Join();
         failure?.Throw();
         return result;
+    }
+
+    private static bool Probe()
+    {
+        try
+        {
+            return gettid() > 0;
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+            return false;
+        }
     }
 
     private static int Get(int tid)

@@ -58,6 +58,8 @@ public sealed class EmbeddingOptions
     /// Threads inside one operator for a batch of images (ingestion: throughput counts), on the CPU;
     /// 0 means one per logical processor. Default 1: ingestion runs several batches at once, each on
     /// its own core, which beats splitting every operator across cores that the decoder also uses.
+    /// With more than one, the extra threads run at ingestion's priority (Priority:Ingestion), also
+    /// when a query's many images (region windows, a batch of queries) are split over them.
     /// </summary>
     public int BatchIntraOpThreads { get; set; } = 1;
 

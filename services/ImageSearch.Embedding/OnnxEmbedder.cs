@@ -88,7 +88,10 @@ public sealed class OnnxEmbedder : IEmbedder
         outputNames = [manifest.Output.Name];
         RawModel = new EmbeddingModelInfo(manifest.Name, manifest.Version, manifest.Output.Dimensions, manifest.Input.Width, manifest.Input.Height);
         sessionOptions = CreateSessionOptions(options, nativeDirectory, options.EffectiveIntraOpThreads);
-        batchSessionOptions = options.UsesCuda || options.EffectiveBatchIntraOpThreads == options.EffectiveIntraOpThreads
+        // One session serves both workloads when they would be configured alike, unless their
+        // intra-op threads must run at different levels.
+        var sameLevel = priorities is null || priorities.QueryModelNice == priorities.IngestionNice || options.EffectiveBatchIntraOpThreads == 1;
+        batchSessionOptions = options.UsesCuda || (options.EffectiveBatchIntraOpThreads == options.EffectiveIntraOpThreads && sameLevel)
             ? null
             : CreateSessionOptions(options, nativeDirectory, options.EffectiveBatchIntraOpThreads);
         this.modelPath = modelPath;

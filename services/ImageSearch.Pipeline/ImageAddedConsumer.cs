@@ -52,7 +52,8 @@ public sealed partial class ImageAddedConsumer(
         if (toEmbed.Length > 0)
         {
             var pixels = toEmbed.Select(i => i.Prepared!.Pixels).ToArray();
-            var vectors = await lane.RunAsync(() => embedder.Embed(pixels), context.CancellationToken).ConfigureAwait(false);
+            // The throughput session even for a batch of one: the latency session's threads run at the query model's level.
+            var vectors = await lane.RunAsync(() => embedder.Embed(pixels, EmbeddingWorkload.Throughput), context.CancellationToken).ConfigureAwait(false);
             for (var k = 0; k < toEmbed.Length; k++)
             {
                 toEmbed[k].Vector = vectors[k];

@@ -33,6 +33,7 @@ public sealed class QueryEmbeddingQueue : IDisposable
     private readonly Thread _thread;
     private readonly int _nice;
     private readonly PriorityLane? _helpers;
+    private readonly CompletionRelay _relay = new("query-done");
     private Request? _carried;
     private long _runs;
     private long _batched;
@@ -95,6 +96,7 @@ public sealed class QueryEmbeddingQueue : IDisposable
         {
             _thread.Join();
             _helpers?.Dispose();
+            _relay.Dispose();
         }
     }
 
@@ -119,7 +121,9 @@ public sealed class QueryEmbeddingQueue : IDisposable
                 var next = 0;
                 foreach (var request in batch)
                 {
-                    request.Complete(vectors.AsSpan(next, request.Images.Count).ToArray());
+                    // Completed from the relay: this thread may be lowered (see CompletionRelay).
+                    var own = vectors.AsSpan(next, request.Images.Count).ToArray();
+                    _relay.Post(() => request.Complete(own));
                     next += request.Images.Count;
                 }
             }
@@ -130,7 +134,7 @@ public sealed class QueryEmbeddingQueue : IDisposable
                 _logger.LogError(e, "Embedding {Count} query images failed", images.Length);
                 foreach (var request in batch)
                 {
-                    request.Fail(e);
+                    _relay.Post(() => request.Fail(e));
                 }
             }
 

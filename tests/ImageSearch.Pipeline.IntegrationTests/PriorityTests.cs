@@ -58,6 +58,44 @@ public sealed class PriorityTests : IDisposable
     }
 
     [Fact]
+    public async Task A_lane_completes_its_callers_tasks_from_a_thread_at_its_creators_level()
+    {
+        // Completing a task queues its continuations, and the pool may start a worker for them on
+        // the completing thread, which would give that worker the lowered level for good. A
+        // synchronization context sees who completes: the awaiting code's continuation is posted
+        // to it by the completing thread. The item is held until the await has registered its
+        // continuation (otherwise the awaiting thread would find the task done and post itself).
+        using var lane = new PriorityLane("lane-test", 1, ThreadNice.Below(9));
+        using var release = new ManualResetEventSlim();
+        var context = new RecordingContext();
+        var previous = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(context);
+        Task<int> awaited;
+        try
+        {
+            awaited = AwaitOnContext(lane, release);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(previous);
+        }
+
+        Assert.False(awaited.IsCompleted);
+        release.Set();
+        var (tid, nice) = await context.Posted.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.DoesNotContain(tid, lane.ThreadIds);
+        Assert.Equal((lane.CompletionThreadId, ThreadNice.Process), (tid, nice));
+        context.RunPosted();
+        Assert.Equal(42, await awaited);
+
+        static async Task<int> AwaitOnContext(PriorityLane lane, ManualResetEventSlim release) => await lane.RunAsync(() =>
+        {
+            release.Wait();
+            return 42;
+        });
+    }
+
+    [Fact]
     public async Task A_failing_item_fails_its_own_task_and_the_lane_goes_on()
     {
         using var lane = new PriorityLane("lane-test", 1, ThreadNice.Below(1));
@@ -157,6 +195,23 @@ public sealed class PriorityTests : IDisposable
         var error = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IOptions<PriorityOptions>>().Value);
         Assert.Contains(error.Failures, f => f.Contains(nameof(PriorityOptions.QueryModel), StringComparison.Ordinal) && f.Contains("19", StringComparison.Ordinal));
         Assert.Contains(error.Failures, f => f.Contains(nameof(PriorityOptions.Ingestion), StringComparison.Ordinal));
+    }
+
+    /// <summary>Records the first thread that posts to it and keeps the posted callback to run later.</summary>
+    private sealed class RecordingContext : SynchronizationContext
+    {
+        private (SendOrPostCallback Callback, object? State)? _posted;
+
+        public TaskCompletionSource<(int Tid, int Nice)> Posted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override void Post(SendOrPostCallback d, object? state)
+        {
+            _posted = (d, state);
+            var tid = ThreadNice.CurrentThreadId;
+            Posted.TrySetResult((tid, ProcThreads.Nice(tid)));
+        }
+
+        public void RunPosted() => _posted!.Value.Callback(_posted.Value.State);
     }
 
     /// <summary>The process's threads as Linux reports them.</summary>

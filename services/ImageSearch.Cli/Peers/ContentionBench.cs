@@ -8,17 +8,20 @@ namespace ImageSearch.Cli.Peers;
 /// <param name="Setting">Which priorities the gateway ran with.</param>
 /// <param name="Idle">One client's searches with nothing else running.</param>
 /// <param name="Busy">One client's searches while the gateway ingested new photos.</param>
+/// <param name="AlonePhotos">Photos ingested with no searches.</param>
 /// <param name="AloneRate">Images per second ingested with no searches.</param>
+/// <param name="BusyPhotos">Photos ingested while the client searched.</param>
 /// <param name="BusyRate">Images per second ingested while the client searched.</param>
-internal sealed record ContentionFigures(string Setting, GatewayFigures Idle, GatewayFigures Busy, double AloneRate, double BusyRate);
+internal sealed record ContentionFigures(string Setting, GatewayFigures Idle, GatewayFigures Busy, int AlonePhotos, double AloneRate, int BusyPhotos, double BusyRate);
 
 /// <summary>
 /// What a user feels while the library grows: search latency through the real gateway (embedded mode,
 /// re-ranking on) while it ingests new photos dropped into its watched folder, and what the searches
 /// cost ingestion, with the default priorities (<c>Priority</c> section) and with every kind of work at
-/// the process's own level. The new photos are the benchmark's query images (real photos, distinct
-/// bytes from the gallery): half are dropped with no searches running (ingestion alone), the other
-/// half while one client searches back to back.
+/// the process's own level. The new photos are two thirds of the benchmark's query images (real
+/// photos, distinct bytes from the gallery): one third dropped with no searches running (ingestion
+/// alone), one third while one client searches back to back with the instance queries of the last
+/// third.
 /// </summary>
 internal static class ContentionBench
 {
@@ -31,10 +34,16 @@ internal static class ContentionBench
     public static async Task<IReadOnlyList<ContentionFigures>> RunAsync(string benchRoot, int photos, CancellationToken ct)
     {
         var gallery = Directory.GetFiles(Path.Combine(benchRoot, "gallery")).Order(StringComparer.Ordinal).ToArray();
-        var fresh = Directory.GetFiles(Path.Combine(benchRoot, "queries")).Order(StringComparer.Ordinal).Take(photos).ToArray();
-        var alone = fresh.Where((_, i) => i % 2 == 0).ToArray();
-        var busy = fresh.Where((_, i) => i % 2 == 1).ToArray();
+
+        // The query images in thirds: the searches use one third, ingestion the other two (alone,
+        // then searched), so no search is for a photo indexed between the idle and busy figures.
+        var files = Directory.GetFiles(Path.Combine(benchRoot, "queries")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        var third = files.Select((f, i) => (f, i % 3)).ToLookup(x => x.Item2, x => Path.Combine(benchRoot, "queries", x.f!));
+        var alone = third[1].Take(photos / 2).ToArray();
+        var busy = third[2].Take(photos - photos / 2).ToArray();
+        var searched = third[0].Select(Path.GetFileName).ToHashSet(StringComparer.Ordinal);
         var queries = BenchmarkSet.Load(benchRoot).Instance
+            .Where(q => searched.Contains(Path.GetFileName(q.QueryPath)))
             .Select(q => (Bytes: File.ReadAllBytes(Path.Combine(benchRoot, q.QueryPath)), q.Box))
             .ToArray();
         var results = new List<ContentionFigures>();
@@ -64,7 +73,7 @@ internal static class ContentionBench
                 var latencies = new List<double>();
                 var embeds = new List<double>();
                 var knn = new List<double>();
-                var searched = Stopwatch.StartNew();
+                var clock = Stopwatch.StartNew();
                 var busyRate = await IngestAsync(gateway, client, library, "busy", busy, expected, async token =>
                 {
                     for (var i = 0; !token.IsCancellationRequested; i++)
@@ -76,13 +85,13 @@ internal static class ContentionBench
                         knn.Add(search);
                     }
                 }, ct).ConfigureAwait(false);
-                var seconds = searched.Elapsed.TotalSeconds;
+                var seconds = clock.Elapsed.TotalSeconds;
                 latencies.Sort();
                 embeds.Sort();
                 knn.Sort();
                 var during = new GatewayFigures(1, true, latencies.Count, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
                     EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), latencies.Count / seconds);
-                results.Add(new ContentionFigures(name, idle, during, aloneRate, busyRate));
+                results.Add(new ContentionFigures(name, idle, during, alone.Length, aloneRate, busy.Length, busyRate));
             }
             finally
             {
@@ -124,10 +133,11 @@ internal static class ContentionBench
     }
 
     /// <summary>The lines <c>bench contention</c> prints.</summary>
-    internal static IEnumerable<string> Describe(IReadOnlyList<ContentionFigures> figures, int photos)
+    internal static IEnumerable<string> Describe(IReadOnlyList<ContentionFigures> figures)
     {
+        var f0 = figures[0];
         yield return string.Create(CultureInfo.InvariantCulture,
-            $"one client searching (re-ranking on) while the gateway ingests {photos / 2} new photos; the other {photos - photos / 2} ingested with no searches first");
+            $"one client searching (re-ranking on) while the gateway ingests {f0.BusyPhotos} new photos; {f0.AlonePhotos} others ingested with no searches first");
         yield return "| priorities | search p50 / p99 ms, idle | search p50 / p99 ms, while ingesting | searches | ingestion alone, images/s | ingestion while searched, images/s |";
         yield return "|---|---|---|---|---|---|";
         foreach (var f in figures)

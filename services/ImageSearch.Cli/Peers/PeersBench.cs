@@ -141,9 +141,9 @@ internal static class PeersBench
                         // in full, where in a real gallery only the true match does; here too only
                         // the gallery photo itself, indexed with its own features, verifies.
                         var extractor = host.Service<ILocalFeatureExtractor>();
-                        var features = photos.Select(p => extractor.Extract(File.ReadAllBytes(p), null).ToBytes()).ToArray();
+                        var features = new Lazy<byte[][]>(() => photos.Select(p => extractor.Extract(File.ReadAllBytes(p), null).ToBytes()).ToArray()); // only if the cache misses
                         var (featureRoot, _, _) = await StoreBench.BuildOrReuseAsync(cache, storeFolder, views, photos, decoder, model, ct,
-                            i => features[(i + photos.Length / 2) % photos.Length]).ConfigureAwait(false);
+                            i => features.Value[(i + photos.Length / 2) % photos.Length]).ConfigureAwait(false);
                         host.Dispose(); // the gateway process loads its own model; free this one's memory
                         await GatewayAsync(s, featureRoot, Hosting.ImageSearchHosting.FolderName(model, localFeatures: true), table, ct).ConfigureAwait(false);
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[gateway done at {started.Elapsed.TotalMinutes:F1} min]"));
