@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace ImageSearch.Core;
 
 /// <summary>
@@ -10,54 +8,33 @@ namespace ImageSearch.Core;
 /// </summary>
 /// <remarks>
 /// Work items must not wait on other items of the same lane (they would hold its threads). A waiting
-/// caller holds no thread. Callers' tasks are completed from a <see cref="CompletionRelay"/> at the
-/// level of the thread that created the lane, never from the lowered threads (see there why).
+/// caller holds no thread. Callers' tasks are completed from one more thread, at the level of the
+/// thread that created the lane, never from the lowered ones: completing a task queues its
+/// continuations to the runtime's pool, and when the pool needs another worker for them, the thread
+/// that queued them starts it; Linux gives a new thread its creator's nice value, so a pool worker
+/// started by a lowered thread would serve requests at that level for the rest of its life.
 /// Disposing lets the queued items finish, then ends the threads.
 /// </remarks>
 public sealed class PriorityLane : IDisposable
 {
-    private readonly BlockingCollection<Action> _work = new(new ConcurrentQueue<Action>());
-    private readonly Thread[] _threads;
-    private readonly CompletionRelay _relay;
-    private readonly int[] _threadIds;
+    private readonly ActionThreads _workers;
+    private readonly ActionThreads _completions;
     private long _completed;
-    private int _disposed;
 
     /// <summary>Starts <paramref name="threads"/> background threads named <paramref name="name"/> at nice <paramref name="nice"/>.</summary>
     public PriorityLane(string name, int threads, int nice)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
-        Name = name;
-        Nice = nice;
-        _threadIds = new int[threads];
-        _relay = new CompletionRelay(name + "-done");
-        using var started = new CountdownEvent(threads);
-        _threads = new Thread[threads];
-        for (var i = 0; i < threads; i++)
-        {
-            var index = i;
-            _threads[i] = new Thread(() => Run(index, started)) { IsBackground = true, Name = name };
-            _threads[i].Start();
-        }
-
-        started.Wait();
+        _completions = new ActionThreads(name + "-done");
+        _workers = new ActionThreads(name, threads, nice);
     }
 
-    /// <summary>The threads' name.</summary>
-    public string Name { get; }
-
-    /// <summary>The nice value asked for (the threads' actual one where <see cref="ThreadNice.Supported"/>).</summary>
-    public int Nice { get; }
-
-    /// <summary>Number of threads.</summary>
-    public int Threads => _threads.Length;
-
     /// <summary>The threads' operating-system ids (Linux tids; 0 where unknown).</summary>
-    public IReadOnlyList<int> ThreadIds => _threadIds;
+    public IReadOnlyList<int> ThreadIds => _workers.ThreadIds;
 
-    /// <summary>The id of the thread that completes callers' tasks (see <see cref="CompletionRelay"/>).</summary>
-    public int CompletionThreadId => _relay.ThreadId;
+    /// <summary>The id of the thread that completes callers' tasks.</summary>
+    public int CompletionThreadId => _completions.ThreadIds[0];
 
     /// <summary>Work items run so far (counted before their callers' tasks complete).</summary>
     public long Completed => Interlocked.Read(ref _completed);
@@ -88,22 +65,22 @@ public sealed class PriorityLane : IDisposable
             catch (Exception e)
             {
                 Interlocked.Increment(ref _completed);
-                _relay.Post(() => result.TrySetException(e));
+                _completions.Post(() => result.TrySetException(e));
                 return;
             }
 
             Interlocked.Increment(ref _completed);
-            _relay.Post(() => result.TrySetResult(value));
+            _completions.Post(() => result.TrySetResult(value));
         }
 
         try
         {
-            _work.Add(Item, CancellationToken.None);
+            _workers.Post(Item);
         }
-        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException)
+        catch (ObjectDisposedException)
         {
             registration.Dispose();
-            throw new ObjectDisposedException(nameof(PriorityLane), $"The '{Name}' lane was disposed.");
+            throw;
         }
 
         return result.Task;
@@ -122,29 +99,8 @@ public sealed class PriorityLane : IDisposable
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        _work.CompleteAdding();
-        foreach (var thread in _threads)
-        {
-            thread.Join();
-        }
-
-        _relay.Dispose();
-        _work.Dispose();
-    }
-
-    private void Run(int index, CountdownEvent started)
-    {
-        ThreadNice.TryLowerCurrent(Nice);
-        _threadIds[index] = ThreadNice.CurrentThreadId;
-        started.Signal();
-        foreach (var item in _work.GetConsumingEnumerable())
-        {
-            item();
-        }
+        // Workers first: their last items post completions.
+        _workers.Dispose();
+        _completions.Dispose();
     }
 }

@@ -37,9 +37,6 @@ public static partial class ThreadNice
     /// <summary>The calling thread's operating-system id (its Linux tid; 0 where not supported).</summary>
     public static int CurrentThreadId => Supported ? gettid() : 0;
 
-    /// <summary>The nice value of the process's thread <paramref name="threadId"/> (a Linux tid; 0 where not supported or gone).</summary>
-    public static int OfThread(int threadId) => Supported ? Get(threadId) : 0;
-
     /// <summary>
     /// The nice value <paramref name="increment"/> levels below the process's own priority, at most
     /// <see cref="Lowest"/>.

@@ -10,9 +10,6 @@ namespace ImageSearch.Core;
 /// <param name="IngestionNice">Nice value of the threads that decode and embed images being ingested (and of the throughput session's threads).</param>
 public sealed record WorkPriorities(int QueryModelNice, int IngestionNice)
 {
-    /// <summary>Every kind of work at the process's own priority.</summary>
-    public static WorkPriorities Unchanged => new(ThreadNice.Process, ThreadNice.Process);
-
     /// <summary>Each kind of work the given number of levels below the process's own priority.</summary>
     public static WorkPriorities Below(int queryModel, int ingestion) => new(ThreadNice.Below(queryModel), ThreadNice.Below(ingestion));
 }

@@ -33,7 +33,7 @@ public sealed class QueryEmbeddingQueue : IDisposable
     private readonly Thread _thread;
     private readonly int _nice;
     private readonly PriorityLane? _helpers;
-    private readonly CompletionRelay _relay = new("query-done");
+    private readonly ActionThreads _relay = new("query-done");
     private Request? _carried;
     private long _runs;
     private long _batched;
@@ -121,7 +121,7 @@ public sealed class QueryEmbeddingQueue : IDisposable
                 var next = 0;
                 foreach (var request in batch)
                 {
-                    // Completed from the relay: this thread may be lowered (see CompletionRelay).
+                    // Completed from the relay: this thread may be lowered (see PriorityLane's remarks).
                     var own = vectors.AsSpan(next, request.Images.Count).ToArray();
                     _relay.Post(() => request.Complete(own));
                     next += request.Images.Count;
