@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using ImageSearch.Core;
+using ImageSearch.Pipeline;
 using Microsoft.Extensions.Logging;
 
 namespace ImageSearch.Api;
@@ -235,8 +236,12 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             .Take(top)
             .ToList();
         var errors = answers.Where(a => a.Error is not null).Select(a => $"{a.Backend}: {Describe(a.Error!)}").ToList();
+        // The backends search at once: each phase took as long as its slowest backend's.
+        var phases = ok.Select(r => r.Phases).OfType<SearchPhases>().ToList();
         return new SearchResponse(ok[0].Model, top, box?.ToString(), ok.Max(r => r.EmbedMs), ok.Max(r => r.SearchMs), hits,
-            errors.Count > 0, errors.Count > 0 ? errors : null);
+            errors.Count > 0, errors.Count > 0 ? errors : null,
+            phases.Count == 0 ? null : new SearchPhases(phases.Max(p => p.NeighboursMs), phases.Max(p => p.QueryFeaturesWaitMs),
+                phases.Max(p => p.FeatureReadMs), phases.Max(p => p.VerifyMs)));
     }
 
     private static async Task<T?> ReadAsync<T>(HttpResponseMessage response, CancellationToken ct)

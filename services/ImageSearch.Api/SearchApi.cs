@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using ImageSearch.Core;
 using ImageSearch.Pipeline;
@@ -18,8 +19,13 @@ public sealed record HitDto(string Id, float Score, string Path, int Width, int 
         h.Payload.SizeBytes, h.Payload.AddedAt, $"/api/images/{h.Id.Value}", $"/api/images/{h.Id.Value}/thumbnail", h.Inliers, h.Inliers >= minInliers);
 }
 
-/// <summary>Search results. <see cref="Partial"/> when some backend failed or ran out of time; <see cref="Errors"/> says which.</summary>
-public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits, bool Partial = false, IReadOnlyList<string>? Errors = null);
+/// <summary>
+/// Search results. <see cref="Partial"/> when some backend failed or ran out of time; <see cref="Errors"/> says which.
+/// <see cref="EmbedMs"/>: from the start of the search to the query's vector (decoding, the wait in the query
+/// queue, the model); <see cref="SearchMs"/>: everything after it, split into <see cref="Phases"/>.
+/// </summary>
+public sealed record SearchResponse(string Model, int Top, string? Box, double EmbedMs, double SearchMs, IReadOnlyList<HitDto> Hits, bool Partial = false, IReadOnlyList<string>? Errors = null,
+    SearchPhases? Phases = null);
 
 /// <summary><c>POST /api/search</c> (multipart: image, box, top, exact, regions, expand, rerank) and <c>POST /api/search/by-id/{id}</c>.</summary>
 public static class SearchApi
@@ -38,6 +44,7 @@ public static class SearchApi
     internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchAsync(
         HttpRequest request, ISearchBackend backend, CancellationToken ct)
     {
+        var started = Stopwatch.GetTimestamp();
         if (!request.HasFormContentType)
         {
             return NotMultipart("Send the query as multipart/form-data with the image in a file field named 'image' (optional fields: box=x,y,w,h, top, exact, regions, expand, rerank).");
@@ -72,7 +79,32 @@ public static class SearchApi
         }
 
         var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
-        return TypedResults.Ok(await backend.SearchAsync(bytes, box, top, exact, regions, expand, rerank, ct).ConfigureAwait(false));
+        var formMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var result = await backend.SearchAsync(bytes, box, top, exact, regions, expand, rerank, ct).ConfigureAwait(false);
+        AddServerTiming(request.HttpContext.Response, formMs, result, started);
+        return TypedResults.Ok(result);
+    }
+
+    /// <summary>
+    /// Sets the W3C <c>Server-Timing</c> header of a search (browsers' developer tools show it beside
+    /// the request): reading the request (<c>form</c>), the embedding, each phase after it, and the
+    /// handler's whole time (<c>total</c>). Time a client measures beyond <c>total</c> was spent
+    /// outside the handler: in the server's queues, sending the answer, and on the wire.
+    /// </summary>
+    internal static void AddServerTiming(HttpResponse response, double formMs, SearchResponse result, long handlerStarted)
+    {
+        var p = result.Phases ?? SearchPhases.None;
+        response.Headers["Server-Timing"] = string.Join(", ",
+            Metric("form", "read request", formMs),
+            Metric("embed", "decode + queue + model", result.EmbedMs),
+            Metric("knn", "nearest neighbours", p.NeighboursMs),
+            Metric("sift", "wait for the query's local features", p.QueryFeaturesWaitMs),
+            Metric("features", "read candidates' features", p.FeatureReadMs),
+            Metric("verify", "match and fit", p.VerifyMs),
+            Metric("total", "handler", Stopwatch.GetElapsedTime(handlerStarted).TotalMilliseconds));
+
+        static string Metric(string name, string description, double ms) =>
+            string.Create(CultureInfo.InvariantCulture, $"{name};desc=\"{description}\";dur={ms:0.###}");
     }
 
     /// <summary>Most images one batch request may carry.</summary>
@@ -127,6 +159,7 @@ public static class SearchApi
     internal static async Task<Results<Ok<SearchResponse>, ProblemHttpResult>> SearchByIdAsync(
         string id, HttpRequest request, ISearchBackend backend, CancellationToken ct)
     {
+        var started = Stopwatch.GetTimestamp();
         if (!ImageId.TryParse(id, out var imageId))
         {
             return Problem(StatusCodes.Status400BadRequest, "Invalid image id", $"'{id}' is not an image id (32 lowercase hex characters).");
@@ -144,9 +177,13 @@ public static class SearchApi
         }
 
         var result = await backend.SearchByIdAsync(imageId, parsed.Top, parsed.Exact, rerank, ct).ConfigureAwait(false);
-        return result is null
-            ? Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.")
-            : TypedResults.Ok(result);
+        if (result is null)
+        {
+            return Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.");
+        }
+
+        AddServerTiming(request.HttpContext.Response, 0, result, started);
+        return TypedResults.Ok(result);
     }
 
     private static (BoundingBox? Box, int Top, bool Exact, ProblemHttpResult? Problem) ParseQueryFields(

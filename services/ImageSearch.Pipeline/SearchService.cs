@@ -9,8 +9,19 @@ namespace ImageSearch.Pipeline;
 /// <remarks><see cref="Rerank"/>: verify the nearest neighbours with local features when the service has them on (<see cref="RerankOptions"/>).</remarks>
 public sealed record ImageQuery(ReadOnlyMemory<byte> Image, BoundingBox? Box = null, int Top = 10, bool Exact = false, bool Regions = false, int Expand = 0, bool Rerank = true);
 
-/// <summary>Hits plus where the time went.</summary>
-public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds);
+/// <summary>Hits plus where the time went: the embedding (from the start of the search to its vector: decoding, the wait in the query queue, the model), everything after it, and that split into <see cref="Phases"/>.</summary>
+public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMilliseconds, double SearchMilliseconds, SearchPhases Phases);
+
+/// <summary>
+/// Where a search's time after its embedding went, in milliseconds of wall time (0 for a phase that
+/// did not run): the nearest-neighbour search (with query expansion or database-side augmentation),
+/// the wait for the query's own local features (extracted beside the embedding), reading the
+/// candidates' stored features, and verifying them (parsing, matching, fitting).
+/// </summary>
+public sealed record SearchPhases(double NeighboursMs, double QueryFeaturesWaitMs, double FeatureReadMs, double VerifyMs)
+{
+    public static SearchPhases None { get; } = new(0, 0, 0, 0);
+}
 
 /// <summary>Search parameters validated in one place for every interface (HTTP, CLI).</summary>
 public static class SearchLimits
@@ -165,15 +176,19 @@ public sealed class SearchService(
                 hits = best.Values.OrderByDescending(h => h.Score).ThenBy(h => h.Id.ToString(), StringComparer.Ordinal).Take(wanted).ToList();
             }
 
+            var phases = SearchPhases.None with { NeighboursMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds };
             if (queryFeatures[i] is { } pending)
             {
-                hits = await RerankAsync(hits, await pending.ConfigureAwait(false), ct).ConfigureAwait(false);
+                var waited = Stopwatch.GetTimestamp();
+                var own = await pending.ConfigureAwait(false);
+                phases = phases with { QueryFeaturesWaitMs = Stopwatch.GetElapsedTime(waited).TotalMilliseconds };
+                (hits, phases) = await RerankAsync(hits, own, phases, ct).ConfigureAwait(false);
             }
 
             hits = hits.Take(q.Top).ToList();
 
             next += views[i].Count;
-            results[i] = new SearchResult(hits, embedMs, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+            results[i] = new SearchResult(hits, embedMs, Stopwatch.GetElapsedTime(t).TotalMilliseconds, phases);
         }
 
         return results;
@@ -219,15 +234,18 @@ public sealed class SearchService(
     /// inliers to the front, most inliers first; the others keep their order. Candidates stored
     /// without features (an index made before they existed) are left unverified.
     /// </summary>
-    private async Task<IReadOnlyList<SearchHit>> RerankAsync(IReadOnlyList<SearchHit> candidates, LocalFeatureSet query, CancellationToken ct)
+    private async Task<(IReadOnlyList<SearchHit> Hits, SearchPhases Phases)> RerankAsync(IReadOnlyList<SearchHit> candidates, LocalFeatureSet query, SearchPhases phases, CancellationToken ct)
     {
         var head = candidates.Take(_rerank.Depth).ToList();
         if (head.Count == 0 || query.Count == 0)
         {
-            return candidates;
+            return (candidates, phases);
         }
 
+        var t = Stopwatch.GetTimestamp();
         var stored = await store.GetLocalFeaturesAsync(head.Select(h => h.Id).ToList(), ct).ConfigureAwait(false);
+        phases = phases with { FeatureReadMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds };
+        t = Stopwatch.GetTimestamp();
         var inliers = new int?[head.Count];
 
         // One slice of the candidates per core, each verified with one call (the native matcher
@@ -256,10 +274,11 @@ public sealed class SearchService(
 
         var checkedHits = head.Select((h, i) => h with { Inliers = inliers[i] }).ToList();
         var min = _rerank.MinInliers;
-        return checkedHits.Where(h => h.Inliers >= min).OrderByDescending(h => h.Inliers).ThenByDescending(h => h.Score)
+        IReadOnlyList<SearchHit> ranked = checkedHits.Where(h => h.Inliers >= min).OrderByDescending(h => h.Inliers).ThenByDescending(h => h.Score)
             .Concat(checkedHits.Where(h => !(h.Inliers >= min)))
             .Concat(candidates.Skip(head.Count))
             .ToList();
+        return (ranked, phases with { VerifyMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds });
     }
 
     private static LocalFeatureSet? TryParse(byte[] blob)
@@ -292,6 +311,7 @@ public sealed class SearchService(
             : null;
         var wanted = own is null ? top : Math.Max(top, _rerank.Depth);
         wanted = _augmentation.Neighbours > 0 ? Math.Max(wanted, _augmentation.Depth) : wanted;
+        var neighbours = Stopwatch.GetTimestamp();
         var hits = await store.SearchAsync(record.Vector, new VectorQuery(wanted + 1, exact), ct).ConfigureAwait(false);
         IReadOnlyList<SearchHit> others = hits.Where(h => h.Id != id).ToList();
         if (_augmentation.Neighbours > 0)
@@ -300,11 +320,12 @@ public sealed class SearchService(
             others = await DatabaseAugmentation.RescoreAsync(store, record.Vector, others, _augmentation.Neighbours, _augmentation.Depth, exact, ct).ConfigureAwait(false);
         }
 
+        var phases = SearchPhases.None with { NeighboursMs = Stopwatch.GetElapsedTime(neighbours).TotalMilliseconds };
         if (own is not null)
         {
-            others = await RerankAsync(others, own, ct).ConfigureAwait(false);
+            (others, phases) = await RerankAsync(others, own, phases, ct).ConfigureAwait(false);
         }
 
-        return new SearchResult(others.Take(top).ToList(), 0, Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+        return new SearchResult(others.Take(top).ToList(), 0, Stopwatch.GetElapsedTime(t).TotalMilliseconds, phases);
     }
 }

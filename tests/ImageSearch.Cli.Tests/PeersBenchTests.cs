@@ -26,6 +26,25 @@ public sealed class PeersBenchTests
     }
 
     [Fact]
+    public void Server_timing_headers_are_read_with_quoted_descriptions_and_without_durations()
+    {
+        var metrics = ServerTiming.Parse("form;desc=\"read, request\";dur=0.31, embed;dur=12.5, cache;desc=\"hit; warm\", total;desc=handler;dur=\"20\", bad;dur=x");
+        Assert.Equal(new Dictionary<string, double> { ["form"] = 0.31, ["embed"] = 12.5, ["total"] = 20 }, metrics);
+        Assert.Empty(ServerTiming.Parse(""));
+    }
+
+    [Fact]
+    public void A_load_is_summarised_by_its_medians_and_the_time_outside_the_handler()
+    {
+        var timings = Enumerable.Range(1, 5)
+            .Select(i => new SearchTiming(Ms: 10 * i, EmbedMs: 5 * i, SearchMs: 2 * i, FormMs: 0.1 * i, HandlerMs: 8 * i, KnnMs: 0.5, SiftWaitMs: 0, FeatureReadMs: i, VerifyMs: 1))
+            .ToList();
+        var f = GatewayFigures.From(4, rerank: true, timings, seconds: 2);
+        Assert.Equal((30, 15, 6, 2.5), (f.P50, f.EmbedP50, f.SearchP50, f.Qps));
+        Assert.Equal(new ServerBreakdown(Form: 0.3, Knn: 0.5, SiftWait: 0, FeatureRead: 3, Verify: 1, Handler: 24, Outside: 6), f.Server with { Form = Math.Round(f.Server.Form, 6) });
+    }
+
+    [Fact]
     public void Perturbed_copies_keep_the_real_rows_and_sit_at_the_requested_cosine()
     {
         const int d = 512;

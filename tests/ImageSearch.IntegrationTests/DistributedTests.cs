@@ -43,8 +43,14 @@ public sealed class DistributedTests : IAsyncLifetime
         foreach (var f in more.Take(6).Concat(Directory.GetFiles(cluster.Library).Order(StringComparer.Ordinal).Take(3)))
         {
             using var form = new MultipartFormDataContent { { new ByteArrayContent(await File.ReadAllBytesAsync(f)), "image", "q.jpg" } };
-            var hits = (await (await cluster.Client.PostAsync("api/search", form)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits");
+            using var response = await cluster.Client.PostAsync("api/search", form);
+            var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+            var hits = body.GetProperty("hits");
             Assert.Equal(Path.GetFileName(f), hits[0].GetProperty("path").GetString());
+
+            // The query service's phases reach the client through the gateway: it verified the candidates.
+            Assert.True(body.GetProperty("phases").GetProperty("verifyMs").GetDouble() > 0, body.ToString());
+            Assert.Contains("verify;", string.Join(", ", response.Headers.GetValues("Server-Timing")), StringComparison.Ordinal);
             Assert.Equal(hits.GetArrayLength(), hits.EnumerateArray().Select(h => h.GetProperty("id").GetString()).Distinct().Count());
         }
 

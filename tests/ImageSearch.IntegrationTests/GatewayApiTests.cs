@@ -181,6 +181,41 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
     public async Task An_invalid_regions_field_is_a_problem() =>
         await AssertFieldRefusedAsync("regions", "sometimes", "regions must be true or false");
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_search_says_where_its_time_went(bool rerank)
+    {
+        using var form = Form(await File.ReadAllBytesAsync(Path.Combine(TestPaths.Variants, "outdoors-school2.crop50.jpg")), "q.jpg");
+        form.Add(new StringContent(rerank ? "true" : "false"), "rerank");
+        using var response = await Client.PostAsync("api/search", form);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        // Server-Timing: every phase once, with a duration, inside the handler's total.
+        var metrics = string.Join(", ", response.Headers.GetValues("Server-Timing")).Split(", ")
+            .Select(m => (Name: m[..m.IndexOf(';', StringComparison.Ordinal)], Ms: double.Parse(m[(m.LastIndexOf("dur=", StringComparison.Ordinal) + 4)..], System.Globalization.CultureInfo.InvariantCulture)))
+            .ToDictionary(m => m.Name, m => m.Ms);
+        Assert.Equal(["form", "embed", "knn", "sift", "features", "verify", "total"], metrics.Keys);
+        Assert.All(metrics.Values, ms => Assert.True(ms >= 0));
+        Assert.True(metrics["total"] + 0.01 >= metrics["form"] + body.GetProperty("embedMs").GetDouble() + body.GetProperty("searchMs").GetDouble(), body.ToString());
+
+        // The body's phases are the same figures; those of re-ranking ran only when asked for.
+        var phases = body.GetProperty("phases");
+        var after = phases.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        Assert.Equal(["neighboursMs", "queryFeaturesWaitMs", "featureReadMs", "verifyMs"], after.Keys);
+        Assert.Equal(metrics["embed"], body.GetProperty("embedMs").GetDouble(), 3);
+        Assert.Equal(metrics["verify"], after["verifyMs"], 3);
+        Assert.True(after.Values.Sum() <= body.GetProperty("searchMs").GetDouble() + 0.01, body.ToString());
+        Assert.True(after["neighboursMs"] > 0);
+        Assert.Equal(rerank, after["featureReadMs"] > 0);
+        Assert.Equal(rerank, after["verifyMs"] > 0);
+        if (!rerank)
+        {
+            Assert.Equal(0, after["queryFeaturesWaitMs"]);
+        }
+    }
+
     [Fact]
     public async Task Hits_carry_scores_in_descending_order_and_working_urls()
     {
@@ -249,6 +284,7 @@ public sealed class GatewayApiTests(IndexedGatewayFixture fixture) : IClassFixtu
         var similar = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hits").EnumerateArray().ToList();
         Assert.Equal(4, similar.Count);
         Assert.DoesNotContain(similar, h => h.GetProperty("id").GetString() == id);
+        Assert.Contains("verify;", string.Join(", ", response.Headers.GetValues("Server-Timing")), StringComparison.Ordinal);
 
         await AssertProblemAsync(await Client.PostAsync($"api/search/by-id/{new string('0', 32)}", null), HttpStatusCode.NotFound, "No indexed image");
         await AssertProblemAsync(await Client.PostAsync("api/search/by-id/not-an-id", null), HttpStatusCode.BadRequest, "not an image id");

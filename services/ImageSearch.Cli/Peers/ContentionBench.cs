@@ -70,27 +70,17 @@ internal static class ContentionBench
                 expected += alone.Length;
 
                 // Ingestion while one client searches back to back until it is done.
-                var latencies = new List<double>();
-                var embeds = new List<double>();
-                var knn = new List<double>();
+                var timings = new List<SearchTiming>();
                 var clock = Stopwatch.StartNew();
                 var busyRate = await IngestAsync(gateway, client, library, "busy", busy, expected, async token =>
                 {
                     for (var i = 0; !token.IsCancellationRequested; i++)
                     {
                         var (bytes, box) = queries[i % queries.Length];
-                        var (ms, embed, search) = await GatewayBench.SearchOnceAsync(client, bytes, box, rerank: true, ct).ConfigureAwait(false);
-                        latencies.Add(ms);
-                        embeds.Add(embed);
-                        knn.Add(search);
+                        timings.Add(await GatewayBench.SearchOnceAsync(client, bytes, box, rerank: true, ct).ConfigureAwait(false));
                     }
                 }, ct).ConfigureAwait(false);
-                var seconds = clock.Elapsed.TotalSeconds;
-                latencies.Sort();
-                embeds.Sort();
-                knn.Sort();
-                var during = new GatewayFigures(1, true, latencies.Count, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
-                    EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), latencies.Count / seconds);
+                var during = GatewayFigures.From(1, true, timings, clock.Elapsed.TotalSeconds);
                 results.Add(new ContentionFigures(name, idle, during, alone.Length, aloneRate, busy.Length, busyRate));
             }
             finally

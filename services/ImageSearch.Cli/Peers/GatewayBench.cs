@@ -6,8 +6,32 @@ using ImageSearch.Cli.Evaluation;
 
 namespace ImageSearch.Cli.Peers;
 
+/// <summary>
+/// One search as the client saw it (<see cref="Ms"/>) and as the server reported it: its embedding and
+/// the time after it (the response), the phases after it (the response's <c>phases</c>), and the
+/// request's reading and the handler's whole time (its <c>Server-Timing</c> header).
+/// </summary>
+internal sealed record SearchTiming(double Ms, double EmbedMs, double SearchMs, double FormMs, double HandlerMs, double KnnMs, double SiftWaitMs, double FeatureReadMs, double VerifyMs);
+
+/// <summary>
+/// The server's side of a load, each a p50 in milliseconds: reading the request, the nearest neighbours,
+/// the wait for the query's own local features, reading and verifying the candidates' features, the
+/// handler's whole time, and what the client measured beyond the handler (<see cref="Outside"/>: the
+/// server's queues before and after the handler, sending the answer, the client's own work).
+/// </summary>
+internal sealed record ServerBreakdown(double Form, double Knn, double SiftWait, double FeatureRead, double Verify, double Handler, double Outside);
+
 /// <summary>Latency of <c>POST /api/search</c> through the gateway under one load.</summary>
-internal sealed record GatewayFigures(int Clients, bool Rerank, int Searches, double P50, double P99, double EmbedP50, double SearchP50, double Qps);
+internal sealed record GatewayFigures(int Clients, bool Rerank, int Searches, double P50, double P99, double EmbedP50, double SearchP50, double Qps, ServerBreakdown Server)
+{
+    /// <summary>The figures of <paramref name="searches"/> made by <paramref name="clients"/> clients in <paramref name="seconds"/>.</summary>
+    public static GatewayFigures From(int clients, bool rerank, IReadOnlyList<SearchTiming> searches, double seconds)
+    {
+        double P(Func<SearchTiming, double> of, double q = 0.5) => EvalCommand.Percentile(searches.Select(of).Order().ToList(), q);
+        return new GatewayFigures(clients, rerank, searches.Count, P(t => t.Ms), P(t => t.Ms, 0.99), P(t => t.EmbedMs), P(t => t.SearchMs), searches.Count / seconds,
+            new ServerBreakdown(P(t => t.FormMs), P(t => t.KnnMs), P(t => t.SiftWaitMs), P(t => t.FeatureReadMs), P(t => t.VerifyMs), P(t => t.HandlerMs), P(t => t.Ms - t.HandlerMs)));
+    }
+}
 
 /// <summary>
 /// Search latency through the real gateway process (embedded mode, as <c>./imagesearch serve</c>
@@ -155,9 +179,7 @@ internal static class GatewayBench
     /// <summary><paramref name="clients"/> concurrent clients sending <paramref name="total"/> searches in all, round-robin over the queries.</summary>
     internal static async Task<GatewayFigures> LoadAsync(HttpClient http, (byte[] Bytes, string Box)[] queries, int clients, int total, bool rerank, CancellationToken ct)
     {
-        var latencies = new List<double>();
-        var embeds = new List<double>();
-        var knn = new List<double>();
+        var timings = new List<SearchTiming>();
         var next = -1;
         var t = Stopwatch.GetTimestamp();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
@@ -166,25 +188,18 @@ internal static class GatewayBench
             while ((i = Interlocked.Increment(ref next)) < total)
             {
                 var (bytes, box) = queries[i % queries.Length];
-                var (ms, embed, search) = await SearchOnceAsync(http, bytes, box, rerank, ct).ConfigureAwait(false);
-                lock (latencies)
+                var timing = await SearchOnceAsync(http, bytes, box, rerank, ct).ConfigureAwait(false);
+                lock (timings)
                 {
-                    latencies.Add(ms);
-                    embeds.Add(embed);
-                    knn.Add(search);
+                    timings.Add(timing);
                 }
             }
         })).ConfigureAwait(false);
-        var seconds = Stopwatch.GetElapsedTime(t).TotalSeconds;
-        latencies.Sort();
-        embeds.Sort();
-        knn.Sort();
-        return new GatewayFigures(clients, rerank, total, EvalCommand.Percentile(latencies, 0.5), EvalCommand.Percentile(latencies, 0.99),
-            EvalCommand.Percentile(embeds, 0.5), EvalCommand.Percentile(knn, 0.5), total / seconds);
+        return GatewayFigures.From(clients, rerank, timings, Stopwatch.GetElapsedTime(t).TotalSeconds);
     }
 
-    /// <summary>One search: the client's milliseconds, and the server's embedding and after-embedding milliseconds.</summary>
-    internal static async Task<(double Ms, double EmbedMs, double SearchMs)> SearchOnceAsync(HttpClient http, byte[] bytes, string box, bool rerank, CancellationToken ct)
+    /// <summary>One search: what the client measured and what the server reported (<see cref="SearchTiming"/>).</summary>
+    internal static async Task<SearchTiming> SearchOnceAsync(HttpClient http, byte[] bytes, string box, bool rerank, CancellationToken ct)
     {
         using var form = new MultipartFormDataContent
         {
@@ -201,12 +216,20 @@ internal static class GatewayBench
         var body = await response.Content.ReadFromJsonAsync<JsonElement>(ct).ConfigureAwait(false);
         var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         response.EnsureSuccessStatusCode();
-        return (ms, body.GetProperty("embedMs").GetDouble(), body.GetProperty("searchMs").GetDouble());
+        var server = ServerTiming.Parse(response.Headers.TryGetValues("Server-Timing", out var values) ? string.Join(", ", values) : "");
+        var phases = body.GetProperty("phases");
+        return new SearchTiming(ms, body.GetProperty("embedMs").GetDouble(), body.GetProperty("searchMs").GetDouble(),
+            server.GetValueOrDefault("form"), server.GetValueOrDefault("total"), phases.GetProperty("neighboursMs").GetDouble(),
+            phases.GetProperty("queryFeaturesWaitMs").GetDouble(), phases.GetProperty("featureReadMs").GetDouble(), phases.GetProperty("verifyMs").GetDouble());
     }
 
     /// <summary>One line per load, as <c>bench gateway</c> prints them.</summary>
     internal static string Describe(GatewayFigures f) => string.Create(CultureInfo.InvariantCulture,
-        $"{f.Clients} client{(f.Clients == 1 ? "" : "s")}, re-ranking {(f.Rerank ? "on" : "off")}: {f.Searches} searches, {f.Qps:F1}/s; p50 {f.P50:F1} ms, p99 {f.P99:F1} ms (p99/p50 {f.P99 / f.P50:F2}); server embedding p50 {f.EmbedP50:F1} ms (p50 minus it {f.P50 - f.EmbedP50:+0.0;-0.0}), after it p50 {f.SearchP50:F1} ms");
+        $"{f.Clients} client{(f.Clients == 1 ? "" : "s")}, re-ranking {(f.Rerank ? "on" : "off")}: {f.Searches} searches, {f.Qps:F1}/s; p50 {f.P50:F1} ms, p99 {f.P99:F1} ms (p99/p50 {f.P99 / f.P50:F2}); server embedding p50 {f.EmbedP50:F1} ms (p50 minus it {f.P50 - f.EmbedP50:+0.0;-0.0}), after it p50 {f.SearchP50:F1} ms; {Describe(f.Server)}");
+
+    /// <summary>The server's breakdown of a load, one clause.</summary>
+    internal static string Describe(ServerBreakdown b) => string.Create(CultureInfo.InvariantCulture,
+        $"server p50s: read request {b.Form:F1}, k-NN {b.Knn:F1}, wait for the query's SIFT {b.SiftWait:F1}, read features {b.FeatureRead:F1}, verify {b.Verify:F1}, handler {b.Handler:F1} ms; outside the handler {b.Outside:F1} ms");
 
     internal static string Ms(double v) => v.ToString("F1", CultureInfo.InvariantCulture);
 }

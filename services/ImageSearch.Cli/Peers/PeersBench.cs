@@ -459,7 +459,8 @@ internal static class PeersBench
             table.Add(area, $"POST /api/search p50 ms, {clients}, {mode} ({f.Searches} searches, {f.Qps:F1}/s)", f.P50, "embedding p50 (server)", f.EmbedP50,
                 f.Clients > 1 ? "p50 - embed <= 10 ms" : null, (o, t) => o - t <= 10);
             table.Add(area, $"POST /api/search p99 ms, {clients}, {mode}", f.P99, "own p50", f.P50, f.Clients > 1 ? "p99 / p50 < 2" : null, (o, t) => o < 2 * t);
-            table.Add(area, $"server time after the embedding, p50 ms, {clients}, {mode} (k-NN{(f.Rerank ? ", the query's SIFT if not done, reading and matching 100 candidates" : "")})", f.SearchP50, "-", double.NaN);
+            table.Add(area, $"server time after the embedding, p50 ms, {clients}, {mode} (k-NN{(f.Rerank ? ", the query's SIFT if not done, reading and matching 100 candidates" : "")})", f.SearchP50, "-", double.NaN,
+                note: GatewayBench.Describe(f.Server));
         }
 
         table.Add(area, "gateway process working set, MiB (model and ONNX Runtime, index, catalog, ASP.NET)", rss / (1024 * 1024), "-", double.NaN);
