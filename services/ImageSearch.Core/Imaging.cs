@@ -47,6 +47,13 @@ public interface IImageDecoder
     /// </summary>
     RgbImage DecodeFit(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null, BoundingBox? region = null);
 
+    /// <summary>
+    /// <see cref="Prepare"/> and <see cref="DecodeFit"/> of the same region at once, each exactly as
+    /// that call gives it, decoding once where the two allow it: the model's input and the view local
+    /// features are extracted from. Throws <see cref="InvalidImageException"/> for bad input.
+    /// </summary>
+    (PreparedImage Prepared, RgbImage Fitted) PrepareAndFit(ReadOnlyMemory<byte> data, int width, int height, int maxSide, BoundingBox? region = null, DecodeLimits? limits = null);
+
     /// <summary>A JPEG thumbnail whose longer side is at most <paramref name="maxSide"/>.</summary>
     byte[] Thumbnail(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);
 }

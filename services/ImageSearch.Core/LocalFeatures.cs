@@ -104,6 +104,12 @@ public interface ILocalFeatureExtractor
     /// pixels) and extracts features. Throws <see cref="InvalidImageException"/> for bad input.
     /// </summary>
     LocalFeatureSet Extract(ReadOnlyMemory<byte> data, BoundingBox? region = null, DecodeLimits? limits = null);
+
+    /// <summary>The longer side, in pixels, that images are reduced to before extraction (<see cref="IImageDecoder.DecodeFit"/>'s maxSide).</summary>
+    int MaxSide { get; }
+
+    /// <summary>Features of an image already decoded and reduced to within <see cref="MaxSide"/> (the same features <see cref="Extract(ReadOnlyMemory{byte}, BoundingBox?, DecodeLimits?)"/> gives for its bytes).</summary>
+    LocalFeatureSet Extract(RgbImage image);
 }
 
 /// <summary>Geometric verification of a candidate against a query: how many feature matches agree on one transform.</summary>

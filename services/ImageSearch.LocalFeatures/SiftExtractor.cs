@@ -44,7 +44,10 @@ public sealed class SiftExtractor : ILocalFeatureExtractor
     public LocalFeatureSet Extract(ReadOnlyMemory<byte> data, BoundingBox? region = null, DecodeLimits? limits = null) =>
         Extract(_decoder.DecodeFit(data, _options.MaxSide, limits, region));
 
-    /// <summary>Features of already decoded pixels.</summary>
+    /// <inheritdoc />
+    public int MaxSide => _options.MaxSide;
+
+    /// <inheritdoc />
     public LocalFeatureSet Extract(RgbImage image) =>
         Extract(image, _options.ReferenceSift ? SiftNative.ReferenceKernel : SiftNative.DefaultKernel);
 

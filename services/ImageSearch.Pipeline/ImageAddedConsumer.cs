@@ -155,8 +155,18 @@ public sealed partial class ImageAddedConsumer(
             try
             {
                 var limits = new DecodeLimits(maxBytes);
-                var prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, limits);
-                item.LocalFeatures = features?.Extract(bytes, null, limits).ToBytes();
+                // One decode for the model's input and the view local features come from, where it can serve both.
+                PreparedImage prepared;
+                if (features is null)
+                {
+                    prepared = decoder.Prepare(bytes, model.InputWidth, model.InputHeight, null, limits);
+                }
+                else
+                {
+                    (prepared, var fitted) = decoder.PrepareAndFit(bytes, model.InputWidth, model.InputHeight, features.MaxSide, null, limits);
+                    item.LocalFeatures = features.Extract(fitted).ToBytes();
+                }
+
                 item.Prepared = prepared;
                 item.Width = prepared.Original.Width;
                 item.Height = prepared.Original.Height;

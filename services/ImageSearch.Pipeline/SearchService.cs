@@ -88,32 +88,29 @@ public sealed class SearchService(
         var model = embedder.Model;
         var started = Stopwatch.GetTimestamp();
 
-        // The query's local features are extracted while it is decoded, embedded and searched.
-        var queryFeatures = new Task<LocalFeatureSet>?[queries.Count];
-        if (CanRerank)
-        {
-            for (var i = 0; i < queries.Count; i++)
-            {
-                var q = queries[i];
-                queryFeatures[i] = q.Rerank ? Task.Run(() => features!.Extract(q.Image, q.Box), ct) : null;
-
-                // A bad image fails the decode below first; its failed extraction is then never awaited.
-                queryFeatures[i]?.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
-            }
-        }
-
         // Each query becomes one view (its box, or the whole image) or, in region mode without a
-        // box, the whole image plus sliding windows (QueryRegions), all decoded once.
+        // box, the whole image plus sliding windows (QueryRegions), all decoded once. A query to be
+        // re-ranked has its local features extracted while it is embedded and searched, from the
+        // same decode as its view where one serves both (in region mode, from a decode of their own).
         var views = new IReadOnlyList<RgbImage>[queries.Count];
+        var queryFeatures = new Task<LocalFeatureSet>?[queries.Count];
         try
         {
             Parallel.For(0, queries.Count, new ParallelOptions { CancellationToken = ct }, i =>
             {
                 var q = queries[i];
+                var rerank = CanRerank && q.Rerank;
                 if (q.Regions && q.Box is null)
                 {
                     var info = decoder.ReadInfo(q.Image);
+                    queryFeatures[i] = rerank ? Task.Run(() => features!.Extract(q.Image), ct) : null;
                     views[i] = decoder.PrepareRegions(q.Image, model.InputWidth, model.InputHeight, QueryRegions.For(info.Width, info.Height));
+                }
+                else if (rerank)
+                {
+                    var (prepared, fitted) = decoder.PrepareAndFit(q.Image, model.InputWidth, model.InputHeight, features!.MaxSide, q.Box);
+                    queryFeatures[i] = Task.Run(() => features.Extract(fitted), ct);
+                    views[i] = [prepared.Pixels];
                 }
                 else
                 {
@@ -125,6 +122,14 @@ public sealed class SearchService(
         {
             // Callers handle one kind of input error, whether they sent one query or many.
             ExceptionDispatchInfo.Throw(bad);
+        }
+        finally
+        {
+            // A query that fails leaves the others' extractions unawaited: their failures are observed here.
+            foreach (var pending in queryFeatures)
+            {
+                pending?.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            }
         }
 
         var vectors = await queryEmbeddings.EmbedAsync(views.SelectMany(v => v).ToArray(), ct).ConfigureAwait(false);

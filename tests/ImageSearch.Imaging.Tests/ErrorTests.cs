@@ -32,6 +32,8 @@ public sealed class ErrorTests
                      () => Decoder.Prepare(bytes, 224, 224),
                      () => Decoder.Prepare(bytes, 224, 224, new BoundingBox(10, 10, 100, 100)),
                      () => Decoder.DecodeFit(bytes, 300),
+                     () => Decoder.PrepareAndFit(bytes, 224, 224, 384),
+                     () => Decoder.PrepareAndFit(bytes, 224, 224, 384, new BoundingBox(10, 10, 100, 100)),
                      () => Decoder.Thumbnail(bytes, 100),
                  })
         {
@@ -135,6 +137,7 @@ public sealed class ErrorTests
                      () => Decoder.ReadInfo(photo, below),
                      () => Decoder.Prepare(photo, 32, 32, null, below),
                      () => Decoder.DecodeFit(photo, 32, below),
+                     () => Decoder.PrepareAndFit(photo, 32, 32, 64, null, below),
                      () => Decoder.Thumbnail(photo, 32, below),
                  })
         {
