@@ -38,6 +38,9 @@ internal sealed unsafe class DecodeSession : IDisposable
     private readonly Dictionary<string, VipsImageHandle> unread = [];
     private bool headerRead;
 
+    // Whether the whole image was decoded once to check it (a box's render needs that once per session).
+    private bool verified;
+
     private DecodeSession(ReadOnlyMemory<byte> bytes)
     {
         VipsRuntime.BeginDecode();
@@ -463,10 +466,12 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// </summary>
     private void VerifyWholeImageIfPartial()
     {
-        if (!partial)
+        if (!partial || verified)
         {
             return;
         }
+
+        verified = true;
 
         // libvips rounds the shrunk size down: a JPEG narrower (or shorter) than the factor would
         // load as 0 pixels wide, which libvips 8.14 does not refuse but aborts the process on
