@@ -140,8 +140,7 @@ public sealed class LocalSearchBackend(
     private SearchResponse ToResponse(int top, BoundingBox? box, SearchResult result) =>
         new(embedder.Model.Key, top, box?.ToString(), Math.Round(result.EmbedMilliseconds, 2), Math.Round(result.SearchMilliseconds, 3),
             result.Hits.Select(h => HitDto.From(h, rerankOptions.Value.MinInliers)).ToList(),
-            Phases: new SearchPhases(Math.Round(result.Phases.NeighboursMs, 3), Math.Round(result.Phases.QueryFeaturesWaitMs, 3),
-                Math.Round(result.Phases.FeatureReadMs, 3), Math.Round(result.Phases.VerifyMs, 3)));
+            Phases: result.Phases.Rounded(3));
 
     internal static string ContentTypeFor(string path) => Path.GetExtension(path).ToLowerInvariant() switch
     {

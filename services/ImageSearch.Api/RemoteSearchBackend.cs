@@ -236,12 +236,8 @@ public sealed partial class RemoteSearchBackend(IHttpClientFactory clients, IOpt
             .Take(top)
             .ToList();
         var errors = answers.Where(a => a.Error is not null).Select(a => $"{a.Backend}: {Describe(a.Error!)}").ToList();
-        // The backends search at once: each phase took as long as its slowest backend's.
-        var phases = ok.Select(r => r.Phases).OfType<SearchPhases>().ToList();
         return new SearchResponse(ok[0].Model, top, box?.ToString(), ok.Max(r => r.EmbedMs), ok.Max(r => r.SearchMs), hits,
-            errors.Count > 0, errors.Count > 0 ? errors : null,
-            phases.Count == 0 ? null : new SearchPhases(phases.Max(p => p.NeighboursMs), phases.Max(p => p.QueryFeaturesWaitMs),
-                phases.Max(p => p.FeatureReadMs), phases.Max(p => p.VerifyMs)));
+            errors.Count > 0, errors.Count > 0 ? errors : null, SearchPhases.Slowest(ok.Select(r => r.Phases)));
     }
 
     private static async Task<T?> ReadAsync<T>(HttpResponseMessage response, CancellationToken ct)

@@ -81,30 +81,37 @@ public static class SearchApi
         var bytes = await ReadAllAsync(file, ct).ConfigureAwait(false);
         var formMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         var result = await backend.SearchAsync(bytes, box, top, exact, regions, expand, rerank, ct).ConfigureAwait(false);
-        AddServerTiming(request.HttpContext.Response, formMs, result, started);
+        AddServerTiming(request.HttpContext.Response, formMs, result.EmbedMs, result.Phases, started);
         return TypedResults.Ok(result);
     }
 
     /// <summary>
     /// Sets the W3C <c>Server-Timing</c> header of a search (browsers' developer tools show it beside
     /// the request): reading the request (<c>form</c>), the embedding, each phase after it, and the
-    /// handler's whole time (<c>total</c>). Time a client measures beyond <c>total</c> was spent
-    /// outside the handler: in the server's queues, sending the answer, and on the wire.
+    /// handler's whole time (<c>total</c>); a figure not measured (null: a search by id has no form or
+    /// embedding, a backend of an older version reports no phases) is left out, not given as 0. Time a
+    /// client measures beyond <c>total</c> was spent outside the handler: in the server's queues,
+    /// sending the answer, and on the wire.
     /// </summary>
-    internal static void AddServerTiming(HttpResponse response, double formMs, SearchResponse result, long handlerStarted)
+    internal static void AddServerTiming(HttpResponse response, double? formMs, double? embedMs, SearchPhases? phases, long handlerStarted)
     {
-        var p = result.Phases ?? SearchPhases.None;
-        response.Headers["Server-Timing"] = string.Join(", ",
-            Metric("form", "read request", formMs),
-            Metric("embed", "decode + queue + model", result.EmbedMs),
-            Metric("knn", "nearest neighbours", p.NeighboursMs),
-            Metric("sift", "wait for the query's local features", p.QueryFeaturesWaitMs),
-            Metric("features", "read candidates' features", p.FeatureReadMs),
-            Metric("verify", "match and fit", p.VerifyMs),
-            Metric("total", "handler", Stopwatch.GetElapsedTime(handlerStarted).TotalMilliseconds));
+        var metrics = new List<string>(7);
+        Add("form", "read request", formMs);
+        Add("embed", "decode + queue + model", embedMs);
+        Add("knn", "nearest neighbours", phases?.NeighboursMs);
+        Add("sift", "wait for the query's local features", phases?.QueryFeaturesWaitMs);
+        Add("features", "read candidates' features", phases?.FeatureReadMs);
+        Add("verify", "match and fit", phases?.VerifyMs);
+        Add("total", "handler", Stopwatch.GetElapsedTime(handlerStarted).TotalMilliseconds);
+        response.Headers["Server-Timing"] = string.Join(", ", metrics);
 
-        static string Metric(string name, string description, double ms) =>
-            string.Create(CultureInfo.InvariantCulture, $"{name};desc=\"{description}\";dur={ms:0.###}");
+        void Add(string name, string description, double? ms)
+        {
+            if (ms is { } value)
+            {
+                metrics.Add(string.Create(CultureInfo.InvariantCulture, $"{name};desc=\"{description}\";dur={value:0.###}"));
+            }
+        }
     }
 
     /// <summary>Most images one batch request may carry.</summary>
@@ -182,7 +189,7 @@ public static class SearchApi
             return Problem(StatusCodes.Status404NotFound, "Image not found", $"No indexed image has id {id}.");
         }
 
-        AddServerTiming(request.HttpContext.Response, 0, result, started);
+        AddServerTiming(request.HttpContext.Response, null, null, result.Phases, started);
         return TypedResults.Ok(result);
     }
 

@@ -54,6 +54,14 @@ public interface IImageDecoder
     /// </summary>
     (PreparedImage Prepared, RgbImage Fitted) PrepareAndFit(ReadOnlyMemory<byte> data, int width, int height, int maxSide, BoundingBox? region = null, DecodeLimits? limits = null);
 
+    /// <summary>
+    /// <see cref="PrepareAndFit"/> where one decode serves both; where the fitted view would need a
+    /// decode of its own, it is null and only the prepared image is made, so a caller waiting for the
+    /// prepared image (a query on its way to the model) can have the other made elsewhere
+    /// (<see cref="DecodeFit"/>) instead of first.
+    /// </summary>
+    (PreparedImage Prepared, RgbImage? Fitted) PrepareAndFitIfShared(ReadOnlyMemory<byte> data, int width, int height, int maxSide, BoundingBox? region = null, DecodeLimits? limits = null);
+
     /// <summary>A JPEG thumbnail whose longer side is at most <paramref name="maxSide"/>.</summary>
     byte[] Thumbnail(ReadOnlyMemory<byte> data, int maxSide, DecodeLimits? limits = null);
 }

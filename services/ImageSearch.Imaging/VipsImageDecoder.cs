@@ -77,6 +77,18 @@ public sealed class VipsImageDecoder : IImageDecoder
     public (PreparedImage Prepared, RgbImage Fitted) PrepareAndFit(ReadOnlyMemory<byte> data, int width, int height, int maxSide,
         BoundingBox? region = null, DecodeLimits? limits = null)
     {
+        var (prepared, fitted) = PrepareAndFit(data, width, height, maxSide, region, limits, required: 2);
+        return (prepared, fitted!);
+    }
+
+    /// <inheritdoc />
+    public (PreparedImage Prepared, RgbImage? Fitted) PrepareAndFitIfShared(ReadOnlyMemory<byte> data, int width, int height, int maxSide,
+        BoundingBox? region = null, DecodeLimits? limits = null) =>
+        PrepareAndFit(data, width, height, maxSide, region, limits, required: 1);
+
+    private static (PreparedImage Prepared, RgbImage? Fitted) PrepareAndFit(ReadOnlyMemory<byte> data, int width, int height, int maxSide,
+        BoundingBox? region, DecodeLimits? limits, int required)
+    {
         CheckSide(width);
         CheckSide(height);
         CheckSide(maxSide);
@@ -84,8 +96,8 @@ public sealed class VipsImageDecoder : IImageDecoder
         var info = session.Info;
         var clamped = region?.ClampTo(info.Width, info.Height);
         var box = clamped ?? new BoundingBox(0, 0, info.Width, info.Height);
-        var views = session.RenderPixels(box, [(width, height), FitWithin(box.Width, box.Height, maxSide)]);
-        return (new PreparedImage(views[0], info, clamped), views[1]);
+        var views = session.RenderPixels(box, [(width, height), FitWithin(box.Width, box.Height, maxSide)], required);
+        return (new PreparedImage(views[0]!, info, clamped), views[1]);
     }
 
     /// <inheritdoc />

@@ -21,6 +21,22 @@ public sealed record SearchResult(IReadOnlyList<SearchHit> Hits, double EmbedMil
 public sealed record SearchPhases(double NeighboursMs, double QueryFeaturesWaitMs, double FeatureReadMs, double VerifyMs)
 {
     public static SearchPhases None { get; } = new(0, 0, 0, 0);
+
+    /// <summary>Each phase rounded to <paramref name="digits"/> decimals.</summary>
+    public SearchPhases Rounded(int digits) =>
+        new(Math.Round(NeighboursMs, digits), Math.Round(QueryFeaturesWaitMs, digits), Math.Round(FeatureReadMs, digits), Math.Round(VerifyMs, digits));
+
+    /// <summary>
+    /// The phases of searches that ran at once (one per backend): each as long as its slowest. Null
+    /// when none reported any (backends of a version before phases).
+    /// </summary>
+    public static SearchPhases? Slowest(IEnumerable<SearchPhases?> phases)
+    {
+        var known = phases.OfType<SearchPhases>().ToList();
+        return known.Count == 0
+            ? null
+            : new SearchPhases(known.Max(p => p.NeighboursMs), known.Max(p => p.QueryFeaturesWaitMs), known.Max(p => p.FeatureReadMs), known.Max(p => p.VerifyMs));
+    }
 }
 
 /// <summary>Search parameters validated in one place for every interface (HTTP, CLI).</summary>
@@ -108,8 +124,9 @@ public sealed class SearchService(
                 }
                 else if (rerank)
                 {
-                    var (prepared, fitted) = decoder.PrepareAndFit(q.Image, model.InputWidth, model.InputHeight, features!.MaxSide, q.Box);
-                    queryFeatures[i] = Task.Run(() => features.Extract(fitted), ct);
+                    // Where the features' view would need a decode of its own, that decode runs beside the model, not before it.
+                    var (prepared, fitted) = decoder.PrepareAndFitIfShared(q.Image, model.InputWidth, model.InputHeight, features!.MaxSide, q.Box);
+                    queryFeatures[i] = Task.Run(() => fitted is null ? features.Extract(q.Image, q.Box) : features.Extract(fitted), ct);
                     views[i] = [prepared.Pixels];
                 }
                 else
@@ -249,7 +266,7 @@ public sealed class SearchService(
 
         var t = Stopwatch.GetTimestamp();
         var stored = await store.GetLocalFeaturesAsync(head.Select(h => h.Id).ToList(), ct).ConfigureAwait(false);
-        phases = phases with { FeatureReadMs = Stopwatch.GetElapsedTime(t).TotalMilliseconds };
+        phases = phases with { FeatureReadMs = phases.FeatureReadMs + Stopwatch.GetElapsedTime(t).TotalMilliseconds };
         t = Stopwatch.GetTimestamp();
         var inliers = new int?[head.Count];
 
@@ -314,6 +331,7 @@ public sealed class SearchService(
         var own = rerank && CanRerank && (await store.GetLocalFeaturesAsync([id], ct).ConfigureAwait(false)).TryGetValue(id, out var blob)
             ? TryParse(blob)
             : null;
+        var ownRead = Stopwatch.GetElapsedTime(t).TotalMilliseconds;
         var wanted = own is null ? top : Math.Max(top, _rerank.Depth);
         wanted = _augmentation.Neighbours > 0 ? Math.Max(wanted, _augmentation.Depth) : wanted;
         var neighbours = Stopwatch.GetTimestamp();
@@ -325,7 +343,7 @@ public sealed class SearchService(
             others = await DatabaseAugmentation.RescoreAsync(store, record.Vector, others, _augmentation.Neighbours, _augmentation.Depth, exact, ct).ConfigureAwait(false);
         }
 
-        var phases = SearchPhases.None with { NeighboursMs = Stopwatch.GetElapsedTime(neighbours).TotalMilliseconds };
+        var phases = new SearchPhases(Stopwatch.GetElapsedTime(neighbours).TotalMilliseconds, 0, ownRead, 0);
         if (own is not null)
         {
             (others, phases) = await RerankAsync(others, own, phases, ct).ConfigureAwait(false);

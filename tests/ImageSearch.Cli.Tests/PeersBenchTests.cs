@@ -31,6 +31,10 @@ public sealed class PeersBenchTests
         var metrics = ServerTiming.Parse("form;desc=\"read, request\";dur=0.31, embed;dur=12.5, cache;desc=\"hit; warm\", total;desc=handler;dur=\"20\", bad;dur=x");
         Assert.Equal(new Dictionary<string, double> { ["form"] = 0.31, ["embed"] = 12.5, ["total"] = 20 }, metrics);
         Assert.Empty(ServerTiming.Parse(""));
+
+        // Quoted-pairs: an escaped quote or comma stays inside the description, an escaped backslash ends it.
+        Assert.Equal(new Dictionary<string, double> { ["a"] = 1, ["b"] = 2 },
+            ServerTiming.Parse("a;desc=\"say \\\"hi, there\\\"\";dur=1, b;desc=\"x\\\\\";dur=2"));
     }
 
     [Fact]

@@ -35,6 +35,57 @@ public sealed class PrepareAndFitTests
         }
     }
 
+    /// <summary>Photos of the sizes cameras and phones make, where shrink-on-load and the box shrink come into play.</summary>
+    private static readonly Lazy<(string Name, byte[] Bytes)[]> Big = new(() =>
+    {
+        var photo = TestData.Original(TestData.VariantStems[1]);
+        var large = Decoder.Prepare(photo, 2400, 1800).Pixels; // 224x224 loads at 1/8; small enough to keep libvips' memory high-water mark (ErrorTests) low
+        var portrait = Decoder.Prepare(photo, 1200, 1600).Pixels;
+        var grey = new RgbImage(2000, 1500, Decoder.Prepare(TestData.Variant(TestData.VariantStems[1] + ".grey.jpg"), 2000, 1500).Pixels.Pixels);
+        return
+        [
+            ("2400x1800 jpeg", VipsTestNative.Jpeg(large, 90)),
+            ("1200x1600 jpeg", VipsTestNative.Jpeg(portrait, 90)),
+            ("1200x900 jpeg", VipsTestNative.Jpeg(Decoder.Prepare(photo, 1200, 900).Pixels, 90)),
+            ("2000x1500 grey jpeg", VipsTestNative.Jpeg(grey, 90)),
+            ("2400x1800 webp", VipsTestNative.WebP(large, 90)),
+            ("1200x1600 tiff", VipsTestNative.Tiff(portrait)),
+        ];
+    });
+
+    [Fact]
+    public void Big_photos_give_both_views_exactly_and_the_query_variant_only_what_one_decode_gives()
+    {
+        foreach (var (name, bytes) in Big.Value)
+        {
+            var info = Decoder.ReadInfo(bytes);
+            foreach (var region in new BoundingBox?[] { null, new BoundingBox(info.Width / 3, info.Height / 5, info.Width / 2, info.Height / 3), new BoundingBox(0, 0, 300, 200) })
+            {
+                foreach (var maxSide in new[] { 384, 1000 })
+                {
+                    var alone = Decoder.Prepare(bytes, 224, 224, region);
+                    var fit = Decoder.DecodeFit(bytes, maxSide, null, region);
+                    var (prepared, fitted) = Decoder.PrepareAndFit(bytes, 224, 224, maxSide, region);
+                    Assert.True(alone.Pixels.Pixels.AsSpan().SequenceEqual(prepared.Pixels.Pixels), $"{name}, {region}, {maxSide}: prepared");
+                    Assert.True(fit.Pixels.AsSpan().SequenceEqual(fitted.Pixels) && (fit.Width, fit.Height) == (fitted.Width, fitted.Height), $"{name}, {region}, {maxSide}: fitted");
+
+                    // The query's variant: the prepared image always, the fitted one exactly when the same decode made it.
+                    DecodeSession.PixelDecodesOnThisThread = 0;
+                    var (queryPrepared, queryFitted) = Decoder.PrepareAndFitIfShared(bytes, 224, 224, maxSide, region);
+                    Assert.Equal(1, DecodeSession.PixelDecodesOnThisThread);
+                    Assert.True(alone.Pixels.Pixels.AsSpan().SequenceEqual(queryPrepared.Pixels.Pixels), $"{name}, {region}, {maxSide}: query prepared");
+                    DecodeSession.PixelDecodesOnThisThread = 0;
+                    Decoder.PrepareAndFit(bytes, 224, 224, maxSide, region);
+                    Assert.Equal(queryFitted is null ? 2 : 1, DecodeSession.PixelDecodesOnThisThread);
+                    if (queryFitted is not null)
+                    {
+                        Assert.True(fit.Pixels.AsSpan().SequenceEqual(queryFitted.Pixels), $"{name}, {region}, {maxSide}: query fitted");
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void One_decode_serves_both_where_they_reduce_alike_and_two_where_they_do_not()
     {

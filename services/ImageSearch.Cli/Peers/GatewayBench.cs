@@ -216,11 +216,17 @@ internal static class GatewayBench
         var body = await response.Content.ReadFromJsonAsync<JsonElement>(ct).ConfigureAwait(false);
         var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         response.EnsureSuccessStatusCode();
-        var server = ServerTiming.Parse(response.Headers.TryGetValues("Server-Timing", out var values) ? string.Join(", ", values) : "");
-        var phases = body.GetProperty("phases");
-        return new SearchTiming(ms, body.GetProperty("embedMs").GetDouble(), body.GetProperty("searchMs").GetDouble(),
-            server.GetValueOrDefault("form"), server.GetValueOrDefault("total"), phases.GetProperty("neighboursMs").GetDouble(),
-            phases.GetProperty("queryFeaturesWaitMs").GetDouble(), phases.GetProperty("featureReadMs").GetDouble(), phases.GetProperty("verifyMs").GetDouble());
+        // The gateway under test is this build's: a missing figure is a broken server, not a zero.
+        var server = response.Headers.TryGetValues("Server-Timing", out var values) ? ServerTiming.Parse(string.Join(", ", values)) : [];
+        if (!server.TryGetValue("form", out var formMs) || !server.TryGetValue("total", out var handler) ||
+            !body.TryGetProperty("phases", out var phases) || phases.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidOperationException("The gateway's answer has no Server-Timing form and total, or no phases: is it of an older build?");
+        }
+
+        return new SearchTiming(ms, body.GetProperty("embedMs").GetDouble(), body.GetProperty("searchMs").GetDouble(), formMs, handler,
+            phases.GetProperty("neighboursMs").GetDouble(), phases.GetProperty("queryFeaturesWaitMs").GetDouble(),
+            phases.GetProperty("featureReadMs").GetDouble(), phases.GetProperty("verifyMs").GetDouble());
     }
 
     /// <summary>One line per load, as <c>bench gateway</c> prints them.</summary>

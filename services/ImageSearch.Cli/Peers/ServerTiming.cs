@@ -38,7 +38,11 @@ internal static class ServerTiming
         var start = 0;
         for (var i = 0; i < text.Length; i++)
         {
-            if (text[i] == '"' && (i == 0 || text[i - 1] != '\\'))
+            if (quoted && text[i] == '\\')
+            {
+                i++; // a quoted-pair: the next character is taken as it is
+            }
+            else if (text[i] == '"')
             {
                 quoted = !quoted;
             }

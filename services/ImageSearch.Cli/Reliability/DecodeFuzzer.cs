@@ -216,6 +216,8 @@ public sealed class DecodeFuzzer(IImageDecoder decoder, ILocalFeatureExtractor? 
             ("Prepare with a box", () => decoder.Prepare(input, 224, 224, RandomBox(info, rng), limits)),
             ("PrepareRegions", () => decoder.PrepareRegions(input, 224, 224, [RandomBox(info, rng) ?? new(0, 0, 1, 1), RandomBox(info, rng) ?? new(0, 0, 9999, 9999)], limits)),
             ("DecodeFit", () => decoder.DecodeFit(input, 1 + rng.Next(512), limits)),
+            ("PrepareAndFit", () => decoder.PrepareAndFit(input, 224, 224, 1 + rng.Next(512), rng.Next(2) == 0 ? null : RandomBox(info, rng), limits)),
+            ("PrepareAndFitIfShared", () => decoder.PrepareAndFitIfShared(input, 224, 224, 384, rng.Next(2) == 0 ? null : RandomBox(info, rng), limits)),
             ("Thumbnail", () => decoder.Thumbnail(input, 16 + rng.Next(256), limits)),
             ("SIFT", () => features?.Extract(input, rng.Next(2) == 0 ? null : RandomBox(info, rng), limits)),
         };

@@ -114,11 +114,11 @@ internal sealed unsafe class DecodeSession : IDisposable
         var stored = ExifOrientation.ToStored(region, Orientation, StoredWidth, StoredHeight);
         var swap = ExifOrientation.SwapsAxes(Orientation);
         partial = stored != new BoundingBox(0, 0, StoredWidth, StoredHeight);
-        var image = Take(LoadOption(stored, swap ? height : width, swap ? width : height));
-
+        var plan = Plan(stored, swap ? height : width, swap ? width : height);
+        var image = Take(plan.LoadOption);
         if (partial)
         {
-            image = Crop(image, ScaleBox(stored, StoredWidth, StoredHeight, image.Width, image.Height));
+            image = Crop(image, plan.Box);
         }
 
         // The box is cropped in the stored frame; thumbnail_image reads the orientation the crop
@@ -143,33 +143,45 @@ internal sealed unsafe class DecodeSession : IDisposable
     /// whole factors to within 2-4x of the target, all on the calling thread; the final antialiased
     /// resize and the EXIF rotation of the small result are done by <see cref="Resampler"/>.
     /// </summary>
-    public RgbImage RenderPixels(BoundingBox region, int width, int height) => RenderPixels(region, [(width, height)])[0];
+    public RgbImage RenderPixels(BoundingBox region, int width, int height) => RenderPixels(region, [(width, height)], 1)[0]!;
 
     /// <summary>
     /// <see cref="RenderPixels(BoundingBox, int, int)"/> at each of <paramref name="sizes"/>, each
     /// exactly as that call would give it, from as few decodes as that allows: sizes whose reduction
     /// (load size, crop, box shrink) is the same share one decode, and only the final resizes differ.
+    /// The first <paramref name="required"/> sizes are always rendered; each later one only when it
+    /// shares a decode with one of those (null otherwise).
     /// </summary>
-    public RgbImage[] RenderPixels(BoundingBox region, ReadOnlySpan<(int Width, int Height)> sizes)
+    public RgbImage?[] RenderPixels(BoundingBox region, ReadOnlySpan<(int Width, int Height)> sizes, int required)
     {
         var stored = ExifOrientation.ToStored(region, Orientation, StoredWidth, StoredHeight);
         var swap = ExifOrientation.SwapsAxes(Orientation);
         partial = stored != new BoundingBox(0, 0, StoredWidth, StoredHeight);
-        var decoded = new List<(Reduction Plan, byte[] Pixels, int Width, int Height)>(sizes.Length);
-        var result = new RgbImage[sizes.Length];
+
+        // Every plan first, while each loaded image is still unread: one load serves them all for their sizes.
+        var targets = new (int Width, int Height)[sizes.Length];
+        var plans = new Reduction[sizes.Length];
         for (var i = 0; i < sizes.Length; i++)
         {
-            var (targetWidth, targetHeight) = swap ? (sizes[i].Height, sizes[i].Width) : sizes[i];
-            var plan = Plan(stored, targetWidth, targetHeight);
-            var index = decoded.FindIndex(d => d.Plan == plan);
-            if (index < 0)
+            targets[i] = swap ? (sizes[i].Height, sizes[i].Width) : sizes[i];
+            plans[i] = Plan(stored, targets[i].Width, targets[i].Height);
+        }
+
+        var decoded = new Dictionary<Reduction, (byte[] Pixels, int Width, int Height)>(sizes.Length);
+        var result = new RgbImage?[sizes.Length];
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            if (!decoded.TryGetValue(plans[i], out var source))
             {
-                var (pixels, loadedWidth, loadedHeight) = Decode(plan);
-                decoded.Add((plan, pixels, loadedWidth, loadedHeight));
-                index = decoded.Count - 1;
+                if (i >= required)
+                {
+                    continue;
+                }
+
+                source = decoded[plans[i]] = Decode(plans[i]);
             }
 
-            var source = decoded[index];
+            var (targetWidth, targetHeight) = targets[i];
             var resized = Resampler.Resize(source.Pixels, source.Width, source.Height, targetWidth, targetHeight, Kernel);
             var (upright, uprightWidth, uprightHeight) = Resampler.Orient(resized, targetWidth, targetHeight, Orientation);
             result[i] = new RgbImage(uprightWidth, uprightHeight, upright);
@@ -196,7 +208,7 @@ internal sealed unsafe class DecodeSession : IDisposable
         return new Reduction(option, box, Math.Max(1, box.Width / (2 * targetWidth)), Math.Max(1, box.Height / (2 * targetHeight)));
     }
 
-    /// <summary>How many times this thread has decoded pixels for <see cref="RenderPixels(BoundingBox, ReadOnlySpan{ValueTuple{int, int}})"/> (tests count decodes with it).</summary>
+    /// <summary>How many times this thread has decoded pixels for <see cref="RenderPixels(BoundingBox, ReadOnlySpan{ValueTuple{int, int}}, int)"/> (tests count decodes with it).</summary>
     [ThreadStatic]
     internal static int PixelDecodesOnThisThread;
 
@@ -439,7 +451,7 @@ internal sealed unsafe class DecodeSession : IDisposable
         var key = option ?? "";
         if (!unread.TryGetValue(key, out var image))
         {
-            image = option is null && !headerRead ? header : Load(option, "decoding at reduced size");
+            image = option is null && !headerRead ? header : Load(option, option is null ? "decoding pixels" : "decoding at reduced size");
             headerRead |= option is null;
             unread[key] = image;
         }
@@ -471,8 +483,6 @@ internal sealed unsafe class DecodeSession : IDisposable
             return;
         }
 
-        verified = true;
-
         // libvips rounds the shrunk size down: a JPEG narrower (or shorter) than the factor would
         // load as 0 pixels wide, which libvips 8.14 does not refuse but aborts the process on
         // (a failed assertion, "bad dimensions"). So never shrink an axis below one pixel.
@@ -484,6 +494,8 @@ internal sealed unsafe class DecodeSession : IDisposable
         {
             throw Failure("decoding pixels");
         }
+
+        verified = true;
     }
 
     private VipsImageHandle Load(string? extraOptions, string step)
