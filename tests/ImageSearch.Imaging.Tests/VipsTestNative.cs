@@ -56,6 +56,10 @@ internal static partial class VipsTestNative
     public static byte[] Jpeg(RgbImage image, int quality) =>
         Save(image.Pixels, image.Width, image.Height, 3, (img, out buf, out len) => vips_jpegsave_buffer(img, out buf, out len, "Q", quality, IntPtr.Zero));
 
+    /// <summary>A one-channel (greyscale) JPEG of the given luma values.</summary>
+    public static byte[] GreyJpeg(int width, int height, byte[] luma, int quality) =>
+        Save(luma, width, height, 1, (img, out buf, out len) => vips_jpegsave_buffer(img, out buf, out len, "Q", quality, IntPtr.Zero));
+
     public static byte[] WebP(RgbImage image, int quality) =>
         Save(image.Pixels, image.Width, image.Height, 3, (img, out buf, out len) => vips_webpsave_buffer(img, out buf, out len, "Q", quality, IntPtr.Zero));
 
